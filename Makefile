@@ -1,0 +1,41 @@
+# Every target bootstraps what it needs; a second run reinstalls nothing unless pyproject.toml changed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install test test-all test-slow lint format typecheck run clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install pinned dependencies (idempotent)
+
+lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check lambdas infra scripts tests
+	$(BIN)/ruff format --check lambdas infra scripts tests
+	$(BIN)/mypy
+
+format: $(STAMP)  ## Apply ruff format and fixes
+	$(BIN)/ruff format lambdas infra scripts tests
+	$(BIN)/ruff check --fix lambdas infra scripts tests
+
+test: lint  ## Lint, type-check and run the test suite (slow suites excluded)
+	$(BIN)/pytest -m "not slow"
+
+test-slow: $(STAMP)  ## Run only the slow suites
+	$(BIN)/pytest -m slow
+
+test-all: lint  ## Everything, slow suites included
+	$(BIN)/pytest
+
+clean:  ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

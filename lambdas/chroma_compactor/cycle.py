@@ -1,0 +1,493 @@
+"""One compaction cycle: the commit protocol of ARCHITECTURE.md, step by step.
+
+    lease -> read pointer -> load snapshot -> fetch more -> apply -> validate -> upload
+          -> commit (lease check + pointer CAS in one transaction) -> delete messages -> release
+
+A cycle that cannot commit publishes nothing, deletes nothing and hands its messages straight
+back to the queue. Messages of several collections may share a queue; each collection is
+compacted under its own lease, one after another, within the same invocation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chroma_compactor.apply import apply_plan, reject_mismatched_dimensions
+from chroma_compactor.errors import (
+    CommitRejected,
+    DeadlineExceeded,
+    InvalidMessage,
+    LeaseBusy,
+    LeaseLost,
+    SnapshotCorrupt,
+    UnknownSnapshotFormat,
+    ValidationFailed,
+)
+from chroma_compactor.lease import Heartbeat
+from chroma_compactor.local_snapshot import chroma_client, get_collection
+from chroma_compactor.merge import plan
+from chroma_compactor.ops import decode
+from chroma_compactor.queue import WorkQueue
+from chroma_compactor.snapshot_cache import SnapshotCache
+from chroma_compactor.validate import validate_snapshot
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from mypy_boto3_sqs import SQSClient
+
+    from chroma_compactor.apply import ApplyResult
+    from chroma_compactor.lease import Lease, LeaseTable
+    from chroma_compactor.local_snapshot import LocalSnapshot
+    from chroma_compactor.merge import Effect, Plan
+    from chroma_compactor.ops import Operation
+    from chroma_compactor.pointer import Pointer, PointerTable
+    from chroma_compactor.queue import QueueMessage
+    from chroma_compactor.settings import Settings
+    from chroma_compactor.snapshot_store import Manifest, SnapshotStore
+
+log = logging.getLogger(__name__)
+
+# Time kept in reserve for upload, commit and acks when deciding whether to go on.
+_COMMIT_RESERVE_S = 20.0
+# Why a cycle gives up without publishing; any of these leaves the pointer and messages intact.
+_ABANDON = (
+    LeaseBusy,
+    LeaseLost,
+    CommitRejected,
+    SnapshotCorrupt,
+    UnknownSnapshotFormat,
+    ValidationFailed,
+    DeadlineExceeded,
+    ClientError,
+    BotoCoreError,
+)
+
+
+class Step(StrEnum):
+    LEASE = "lease"
+    DOWNLOAD = "download"
+    FETCH = "fetch"
+    APPLY = "apply"
+    VALIDATE = "validate"
+    UPLOAD = "upload"
+    COMMIT = "commit"
+    DELETE = "delete"
+    RELEASE = "release"
+
+
+class Hooks:
+    """Called before each step; the seam through which tests inject crashes and stalls."""
+
+    def before(self, step: Step, collection: str) -> None:
+        """Production does nothing here."""
+
+
+@dataclass(frozen=True)
+class Compactor:
+    """Everything a cycle needs, built once per process by the wiring code."""
+
+    settings: Settings
+    leases: LeaseTable
+    pointers: PointerTable
+    store: SnapshotStore
+    sqs: SQSClient
+    owner: str
+    clock: Callable[[], float] = time.time
+    hooks: Hooks = field(default_factory=Hooks)
+
+
+@dataclass
+class Outcome:
+    """What one collection's cycle did."""
+
+    collection: str
+    committed_version: int | None = None
+    abandoned: str | None = None  # the reason, when nothing was published
+    messages: int = 0
+    applied: int = 0
+    coalesced: int = 0
+    stale: int = 0
+    not_found: int = 0
+    failed: int = 0
+    records: int = 0
+    upload_bytes: int = 0
+    download_bytes: int = 0
+    phases_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class CycleReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    rejected: int = 0  # messages that could not be decoded at all
+    fetched: int = 0
+    failed_event_ids: list[str] = field(default_factory=list)
+
+    def batch_item_failures(self) -> dict[str, list[dict[str, str]]]:
+        return {"batchItemFailures": [{"itemIdentifier": i} for i in self.failed_event_ids]}
+
+
+@dataclass
+class _Work:
+    """Messages of this invocation, decoded and grouped by collection, until each is settled."""
+
+    pending: dict[str, list[tuple[QueueMessage, Operation]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    failed: list[tuple[QueueMessage, str]] = field(default_factory=list)
+    done: list[QueueMessage] = field(default_factory=list)  # deleted after commit
+
+    def add(self, messages: list[QueueMessage]) -> None:
+        for message in messages:
+            try:
+                op = decode(message.body)
+            except InvalidMessage as e:
+                self.failed.append((message, str(e)))
+                continue
+            self.pending[op.collection].append((message, op))
+
+    def next_collection(self) -> str | None:
+        return next((c for c, items in self.pending.items() if items), None)
+
+    def take(self, collection: str) -> list[tuple[QueueMessage, Operation]]:
+        return self.pending.pop(collection, [])
+
+
+def run_cycle(
+    compactor: Compactor, event_messages: list[QueueMessage], queue_url: str, deadline: float
+) -> CycleReport:
+    """Compact every collection named by the event's messages (and by what greedy fetch adds).
+
+    ``deadline`` is on ``time.monotonic()``'s clock: the invocation must be over by then.
+    """
+    report = CycleReport()
+    work = _Work()
+    work.add(event_messages)
+    queue = WorkQueue(compactor.sqs, queue_url)
+    try:
+        while (collection := work.next_collection()) is not None:
+            report.outcomes.append(
+                _compact_collection(compactor, collection, work, queue, deadline, report)
+            )
+    except Exception:
+        queue.release([m for items in work.pending.values() for m, _ in items])
+        queue.release([m for m, _ in work.failed])
+        raise
+    for message, reason in work.failed:
+        log.error(
+            "message rejected: %s",
+            reason,
+            extra={
+                "message_id": message.message_id,
+                "reason": reason,
+                "receive_count": message.receive_count,
+                "queue_url": message.queue_url,
+            },
+        )
+    report.rejected = len(work.failed)
+    failed = [m for m, _ in work.failed]
+    compactor.hooks.before(Step.RELEASE, "*")
+    # Failed messages come back at once; after maxReceiveCount SQS moves them to the DLQ.
+    queue.release(failed)
+    deleted = {m.message_id for m in work.done}
+    report.failed_event_ids = [m.message_id for m in event_messages if m.message_id not in deleted]
+    return report
+
+
+def _compact_collection(
+    c: Compactor,
+    collection: str,
+    work: _Work,
+    queue: WorkQueue,
+    deadline: float,
+    report: CycleReport,
+) -> Outcome:
+    outcome = Outcome(collection)
+    timer = _PhaseTimer(outcome)
+    cache = SnapshotCache(Path(c.settings.cache_dir), collection)
+    batch: list[tuple[QueueMessage, Operation]] = []
+    failed_ids: set[str] = set()
+    lease: Lease | None = None
+    try:
+        with timer(Step.LEASE, c.hooks, collection):
+            lease = acquire_lease(c, collection, deadline)
+        with Heartbeat(c.leases, lease, c.settings.lease_seconds) as heartbeat:
+            pointer = c.pointers.read(collection)
+            with timer(Step.DOWNLOAD, c.hooks, collection):
+                parent = load_snapshot(c, cache, pointer, outcome)
+            heartbeat.ensure_held()
+            with timer(Step.FETCH, c.hooks, collection):
+                fetched = fetch_more(c, queue, deadline)
+                report.fetched += len(fetched)
+                work.add(fetched)
+            batch = work.take(collection)
+            outcome.messages = len(batch)
+            cache.mark_dirty()
+            with timer(Step.APPLY, c.hooks, collection):
+                applied = apply(c, cache.snapshot, collection, batch)
+            failed_ids = applied.failed_ids
+            _count(outcome, applied)
+            heartbeat.ensure_held()
+            _ensure_time(deadline, collection)
+            if applied.effects:
+                with timer(Step.VALIDATE, c.hooks, collection):
+                    validate_snapshot(cache.snapshot, collection, applied.records, applied.effects)
+                with timer(Step.UPLOAD, c.hooks, collection):
+                    manifest = upload(
+                        c, cache.snapshot, pointer, parent, heartbeat.lease, applied, outcome
+                    )
+                heartbeat.ensure_held()
+                with timer(Step.COMMIT, c.hooks, collection):
+                    commit(c, heartbeat.lease, pointer, manifest)
+                outcome.committed_version = manifest.version
+            else:
+                # Nothing to publish; still prove the verdicts were made on the current version.
+                with timer(Step.COMMIT, c.hooks, collection):
+                    c.pointers.confirm(c.leases, heartbeat.lease, pointer.version)
+            cache.mark_clean(outcome.committed_version or pointer.version)
+            lease = heartbeat.lease
+    except _ABANDON as e:
+        outcome.abandoned = f"{type(e).__name__}: {e}"
+        log.warning("cycle abandoned: %s", outcome.abandoned, extra={"collection": collection})
+        _give_back(c, queue, batch or work.take(collection), lease, timer, collection)
+        return outcome
+    except Exception:
+        # Unexpected: hand everything back before the error escapes, so nothing waits hidden.
+        _give_back(c, queue, batch or work.take(collection), lease, timer, collection)
+        raise
+
+    ack(c, queue, batch, failed_ids, work, timer, collection)
+    _release_quietly(c, lease)
+    return outcome
+
+
+def _give_back(
+    c: Compactor,
+    queue: WorkQueue,
+    batch: list[tuple[QueueMessage, Operation]],
+    lease: Lease | None,
+    timer: _PhaseTimer,
+    collection: str,
+) -> None:
+    with timer(Step.RELEASE, c.hooks, collection):
+        queue.release([m for m, _ in batch])
+    if lease is not None:
+        _release_quietly(c, lease)
+
+
+# -- the steps ------------------------------------------------------------------------------------
+
+
+def acquire_lease(c: Compactor, collection: str, deadline: float) -> Lease:
+    wait = min(
+        c.settings.lease_wait_seconds, max(0.0, deadline - time.monotonic() - _COMMIT_RESERVE_S)
+    )
+    return c.leases.acquire_waiting(collection, c.owner, c.settings.lease_seconds, wait)
+
+
+def load_snapshot(
+    c: Compactor, cache: SnapshotCache, pointer: Pointer, outcome: Outcome
+) -> Manifest | None:
+    """Make the working copy equal the pointed version: reuse it if warm, else sync from S3."""
+    if pointer.version == 0:
+        if cache.clean_version() != 0:
+            cache.snapshot.wipe()
+        cache.snapshot.ensure()
+        return None
+    manifest = c.store.read_manifest(pointer.collection, pointer.version)
+    if cache.clean_version() != pointer.version:
+        cache.mark_dirty()
+        stats = c.store.sync(manifest, cache.snapshot)
+        outcome.download_bytes = stats.bytes
+        cache.mark_clean(pointer.version)
+    return manifest
+
+
+def fetch_more(c: Compactor, queue: WorkQueue, deadline: float) -> list[QueueMessage]:
+    """Greedily receive more, invisible until well after this invocation must have ended."""
+    visibility = int(max(0.0, deadline - time.monotonic())) + 60
+    return queue.fetch_more(
+        max_count=c.settings.max_messages_per_cycle,
+        seconds=min(
+            c.settings.fetch_seconds, max(0.0, deadline - time.monotonic() - _COMMIT_RESERVE_S)
+        ),
+        visibility_seconds=min(visibility, 43_200),  # SQS's maximum visibility timeout
+    )
+
+
+@dataclass
+class Applied:
+    """What ``apply`` did to the working copy."""
+
+    plan: Plan
+    result: ApplyResult | None
+    failed_ids: set[str]
+    records: int
+    tombstones: int
+    dimension: int | None
+
+    @property
+    def effects(self) -> dict[str, Effect]:
+        return self.result.applied if self.result is not None else {}
+
+
+def apply(
+    c: Compactor,
+    snapshot: LocalSnapshot,
+    collection: str,
+    batch: list[tuple[QueueMessage, Operation]],
+) -> Applied:
+    """Coalesce the batch against the ledger and write the effects to Chroma and the ledger."""
+    now = c.clock()
+    with snapshot.open_ledger() as ledger:
+        ops, rejected, dimension = reject_mismatched_dimensions(
+            [op for _, op in batch], ledger.dimension
+        )
+        failed_ids = {op.id for op, _ in rejected}
+        for op, reason in rejected:
+            log.error(
+                "operation rejected: %s", reason, extra={"collection": collection, "id": op.id}
+            )
+        plan_ = plan(ops, ledger.get_many(op.id for op in ops))
+        ledger.prune_tombstones(now - c.settings.tombstone_horizon_days * 86_400)
+        result: ApplyResult | None = None
+        if plan_.effects:
+            with chroma_client(snapshot.chroma_dir) as client:
+                chroma_collection = get_collection(
+                    client, collection, c.settings.hnsw_space, create=True
+                )
+                if ledger.dimension is None and dimension is not None:
+                    ledger.dimension = dimension
+                result = apply_plan(
+                    chroma_collection, ledger, plan_, now, client.get_max_batch_size()
+                )
+            for id_, reason in result.failed.items():
+                log.error(
+                    "record rejected by chroma: %s",
+                    reason,
+                    extra={"collection": collection, "id": id_},
+                )
+            failed_ids |= set(result.failed)
+        return Applied(
+            plan=plan_,
+            result=result,
+            failed_ids=failed_ids,
+            records=ledger.live_count(),
+            tombstones=ledger.tombstone_count(),
+            dimension=ledger.dimension,
+        )
+
+
+def upload(
+    c: Compactor,
+    snapshot: LocalSnapshot,
+    pointer: Pointer,
+    parent: Manifest | None,
+    lease: Lease,
+    applied: Applied,
+    outcome: Outcome,
+) -> Manifest:
+    import chromadb
+
+    manifest, stats = c.store.upload(
+        snapshot,
+        collection=pointer.collection,
+        version=pointer.version + 1,
+        parent=parent,
+        fencing_token=lease.token,
+        record_count=applied.records,
+        tombstone_count=applied.tombstones,
+        dimension=applied.dimension,
+        chroma_version=chromadb.__version__,
+        chunk_bytes=c.settings.chunk_bytes,
+    )
+    outcome.upload_bytes = stats.bytes
+    return manifest
+
+
+def commit(c: Compactor, lease: Lease, pointer: Pointer, manifest: Manifest) -> None:
+    c.pointers.commit(
+        c.leases,
+        lease,
+        expected_version=pointer.version,
+        new_version=manifest.version,
+        manifest_key=c.store.manifest_key(manifest.collection, manifest.version),
+        record_count=manifest.record_count,
+    )
+
+
+def ack(
+    c: Compactor,
+    queue: WorkQueue,
+    batch: list[tuple[QueueMessage, Operation]],
+    failed_ids: set[str],
+    work: _Work,
+    timer: _PhaseTimer,
+    collection: str,
+) -> None:
+    """After the commit: delete what is settled; failed ids' messages go the DLQ way."""
+    settled = [m for m, op in batch if op.id not in failed_ids]
+    for message, op in batch:
+        if op.id in failed_ids:
+            work.failed.append(
+                (message, f"record {op.id!r} of {collection!r} could not be applied")
+            )
+    with timer(Step.DELETE, c.hooks, collection):
+        refused = queue.delete(settled)
+    if refused:
+        log.warning(
+            "%d deletes refused; those messages will return and be skipped as stale", refused
+        )
+    work.done.extend(settled)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _count(outcome: Outcome, applied: Applied) -> None:
+    result = applied.result
+    outcome.coalesced = applied.plan.coalesced
+    outcome.stale = applied.plan.stale
+    outcome.not_found = applied.plan.not_found + (result.not_found if result else 0)
+    outcome.applied = (result.upserted + result.deleted) if result else 0
+    outcome.failed = len(applied.failed_ids)
+    outcome.records = applied.records
+
+
+def _ensure_time(deadline: float, collection: str) -> None:
+    left = deadline - time.monotonic()
+    if left < _COMMIT_RESERVE_S:
+        raise DeadlineExceeded(
+            f"{collection!r}: only {left:.1f}s left, too little to upload and commit"
+        )
+
+
+def _release_quietly(c: Compactor, lease: Lease) -> None:
+    try:
+        c.leases.release(lease)
+    except (ClientError, BotoCoreError) as e:
+        # The lease runs out on its own; failing to hand it back early costs only waiting time.
+        log.warning("could not release lease of %r: %s", lease.collection, e)
+
+
+class _PhaseTimer:
+    def __init__(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+
+    @contextmanager
+    def __call__(self, step: Step, hooks: Hooks, collection: str) -> Iterator[None]:
+        hooks.before(step, collection)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._outcome.phases_ms[step.value] = round((time.perf_counter() - start) * 1000, 1)

@@ -1,0 +1,209 @@
+"""The three operations that reach the compactor, and their wire format on the queue.
+
+A message body is one JSON object::
+
+    {"v": 1, "op": "upsert", "collection": "docs", "id": "a1", "rev": 7,
+     "embedding": "<base64 of float32 little-endian>", "document": "...", "metadata": {...}}
+
+``embedding`` may also be a JSON list of numbers. ``update`` carries ``metadata`` and/or
+``document`` (each, when present, replaces the stored value whole); ``delete`` carries neither.
+Embeddings stay packed float32 bytes from the wire to Chroma: a 1536-dim vector is 6 KiB that way,
+~40 KiB as Python floats.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from enum import StrEnum
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import ValidationError as PydanticValidationError
+
+from chroma_compactor.errors import InvalidMessage
+
+SCHEMA_VERSION = 1
+# Chroma's own limits on collection names.
+COLLECTION_NAME_MIN, COLLECTION_NAME_MAX = 3, 512
+# Chroma's rule: letters, digits, '.', '_', '-'; starting and ending with a letter or digit.
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$"
+MAX_DOCUMENT_BYTES = 256 * 1024
+
+MetadataValue = StrictStr | StrictBool | StrictInt | StrictFloat
+Metadata = dict[str, MetadataValue]
+
+
+class OpKind(StrEnum):
+    UPSERT = "upsert"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class Operation(BaseModel):
+    """One write to one record at one rev; the unit the ledger orders."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: int = SCHEMA_VERSION
+    op: OpKind
+    collection: Annotated[
+        str,
+        Field(
+            min_length=COLLECTION_NAME_MIN,
+            max_length=COLLECTION_NAME_MAX,
+            pattern=COLLECTION_NAME_PATTERN,
+        ),
+    ]
+    id: Annotated[str, Field(min_length=1)]
+    rev: Annotated[int, Field(ge=0)]
+    embedding: bytes | None = None  # float32 little-endian
+    document: str | None = None
+    metadata: Metadata | None = None
+
+    @property
+    def dimension(self) -> int | None:
+        return None if self.embedding is None else len(self.embedding) // 4
+
+    def vector(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        if self.embedding is None:
+            raise ValueError(f"{self.op} of {self.id!r} has no embedding")
+        return np.frombuffer(self.embedding, dtype="<f4")
+
+    def sort_key(self) -> tuple[int, int]:
+        """Order of ops on one id: by rev; at equal rev a delete wins (it saw that rev's state)."""
+        return (self.rev, 1 if self.op is OpKind.DELETE else 0)
+
+
+def upsert(
+    collection: str,
+    id: str,
+    rev: int,
+    embedding: bytes | list[float] | np.ndarray[Any, Any],
+    document: str | None = None,
+    metadata: Metadata | None = None,
+) -> Operation:
+    return Operation(
+        op=OpKind.UPSERT,
+        collection=collection,
+        id=id,
+        rev=rev,
+        embedding=pack_embedding(embedding),
+        document=document,
+        metadata=metadata,
+    )
+
+
+def update(
+    collection: str,
+    id: str,
+    rev: int,
+    document: str | None = None,
+    metadata: Metadata | None = None,
+) -> Operation:
+    return Operation(
+        op=OpKind.UPDATE,
+        collection=collection,
+        id=id,
+        rev=rev,
+        document=document,
+        metadata=metadata,
+    )
+
+
+def delete(collection: str, id: str, rev: int) -> Operation:
+    return Operation(op=OpKind.DELETE, collection=collection, id=id, rev=rev)
+
+
+def pack_embedding(value: bytes | list[float] | np.ndarray[Any, Any]) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return np.asarray(value, dtype="<f4").tobytes()
+
+
+def encode(op: Operation) -> str:
+    """The JSON body of a queue message for ``op``."""
+    body: dict[str, object] = {
+        "v": op.v,
+        "op": op.op.value,
+        "collection": op.collection,
+        "id": op.id,
+        "rev": op.rev,
+    }
+    if op.embedding is not None:
+        body["embedding"] = base64.b64encode(op.embedding).decode("ascii")
+    if op.document is not None:
+        body["document"] = op.document
+    if op.metadata is not None:
+        body["metadata"] = op.metadata
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+def decode(body: str) -> Operation:
+    """Parse and check a message body; raise InvalidMessage with a reason an operator can act on."""
+    try:
+        raw = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidMessage(f"body is not JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise InvalidMessage(f"body is a JSON {type(raw).__name__}, not an object")
+    version = raw.get("v", SCHEMA_VERSION)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise InvalidMessage(
+            f"schema version {version!r} is newer than this compactor understands "
+            f"({SCHEMA_VERSION}); upgrade the compactor, then redrive the DLQ"
+        )
+    if "embedding" in raw and raw["embedding"] is not None:
+        raw["embedding"] = _decode_embedding(raw["embedding"])
+    try:
+        op = Operation.model_validate(raw)
+    except PydanticValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors()
+        )
+        raise InvalidMessage(f"invalid operation: {problems}") from None
+    _check_shape(op)
+    return op
+
+
+def _decode_embedding(value: object) -> bytes:
+    if isinstance(value, str):
+        try:
+            packed = base64.b64decode(value, validate=True)
+        except binascii.Error as e:
+            raise InvalidMessage(f"embedding is not base64: {e}") from None
+        if len(packed) % 4:
+            raise InvalidMessage(
+                f"embedding has {len(packed)} bytes, not a whole number of float32"
+            )
+        return packed
+    if isinstance(value, list) and all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in value
+    ):
+        return np.asarray(value, dtype="<f4").tobytes()
+    raise InvalidMessage("embedding must be base64 float32 or a list of numbers")
+
+
+def _check_shape(op: Operation) -> None:
+    if op.op is OpKind.UPSERT:
+        if not op.embedding:
+            raise InvalidMessage(f"upsert of {op.id!r} has no embedding")
+    elif op.op is OpKind.UPDATE:
+        if op.embedding is not None:
+            raise InvalidMessage(f"update of {op.id!r} carries an embedding; send an upsert")
+        if op.metadata is None and op.document is None:
+            raise InvalidMessage(f"update of {op.id!r} changes nothing (no metadata, no document)")
+    elif op.embedding is not None or op.metadata is not None or op.document is not None:
+        raise InvalidMessage(f"delete of {op.id!r} carries a payload")
+    if op.embedding is not None and not np.isfinite(op.vector()).all():
+        raise InvalidMessage(f"embedding of {op.id!r} contains NaN or infinity")
+    if op.document is not None and len(op.document.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+        raise InvalidMessage(f"document of {op.id!r} is over {MAX_DOCUMENT_BYTES} bytes")
+    for key, value in (op.metadata or {}).items():
+        if not key or key.startswith("chroma:"):
+            raise InvalidMessage(f"metadata key {key!r} of {op.id!r} is reserved or empty")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidMessage(f"metadata {key!r} of {op.id!r} is NaN or infinity")

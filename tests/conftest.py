@@ -1,0 +1,84 @@
+"""Shared fixtures: fake AWS credentials, moto-backed clients, a whole pipeline, a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+import pytest
+from moto import mock_aws
+
+from chroma_compactor.resources import PipelineNames, create_pipeline
+from chroma_compactor.settings import QueueType, Settings
+from chroma_compactor.wiring import Clients
+from support import FakeClock, Pipeline
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from chroma_compactor.cycle import Compactor
+    from chroma_compactor.reader import Reader
+
+_names = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach AWS: fake keys, a fixed region, no endpoint from the developer's shell."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # moto 5.2.5 answers DynamoDB Streams in-process only with account-id endpoints disabled.
+    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ChromaCompactorTest")
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    with mock_aws():
+        yield Clients.create()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=[QueueType.STANDARD])
+def queue_type(request: pytest.FixtureRequest) -> QueueType:
+    return QueueType(request.param)
+
+
+@pytest.fixture
+def pipeline(clients: Clients, tmp_path: Path, clock: FakeClock, queue_type: QueueType) -> Pipeline:
+    names = PipelineNames.for_prefix(f"t{next(_names)}", queue_type)
+    created = create_pipeline(clients, names, queue_type)
+    settings = Settings(
+        source_table_name=names.source_table,
+        control_table_name=names.control_table,
+        snapshot_bucket=names.bucket,
+        compaction_queue_url=created.queue_url,
+        queue_type=queue_type,
+        cache_dir=str(tmp_path / "cache-a"),
+        lease_seconds=30,
+        lease_wait_seconds=0,
+        fetch_seconds=1,
+        chunk_bytes=64 * 1024,
+    )
+    return Pipeline(
+        clients=clients, names=names, created=created, settings=settings, clock=clock, tmp=tmp_path
+    )
+
+
+@pytest.fixture
+def compactor(pipeline: Pipeline) -> Compactor:
+    return pipeline.compactor("a")
+
+
+@pytest.fixture
+def reader(pipeline: Pipeline) -> Reader:
+    return pipeline.reader()
