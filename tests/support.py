@@ -15,7 +15,7 @@ from chroma_compactor.forwarder import ForwardResult, forward
 from chroma_compactor.queue import QueueMessage
 from chroma_compactor.reader import Reader
 from chroma_compactor.streams import StreamReader
-from chroma_compactor.validate import EMBEDDING_TOLERANCE
+from chroma_compactor.validate import EMBEDDING_ATOL, EMBEDDING_RTOL
 from chroma_compactor.wiring import Clients, build_compactor
 
 if TYPE_CHECKING:
@@ -184,7 +184,8 @@ def assert_same_records(snapshot: dict[str, Any], table: dict[str, Any]) -> None
         assert np.allclose(
             np.frombuffer(got_embedding, dtype="<f4"),
             np.frombuffer(embedding, dtype="<f4"),
-            **EMBEDDING_TOLERANCE,
+            rtol=EMBEDDING_RTOL,
+            atol=EMBEDDING_ATOL,
         ), id_
 
 

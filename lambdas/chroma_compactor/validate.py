@@ -14,7 +14,7 @@ from chroma_compactor.errors import ValidationFailed
 from chroma_compactor.local_snapshot import chroma_client, get_collection
 from chroma_compactor.merge import EffectKind
 
-EMBEDDING_TOLERANCE = {"rtol": 1e-5, "atol": 1e-7}
+EMBEDDING_RTOL, EMBEDDING_ATOL = 1e-5, 1e-7
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
