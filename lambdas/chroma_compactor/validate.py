@@ -56,7 +56,10 @@ def _compare(collection: str, ids: list[str], got: Any, applied: Mapping[str, Ef
         want = np.frombuffer(effect.embedding or b"", dtype="<f4")
         # Chroma's cosine space hands back vectors a few ulps off what was written.
         if not np.allclose(
-            np.asarray(got["embeddings"][i], dtype="<f4"), want, **EMBEDDING_TOLERANCE
+            np.asarray(got["embeddings"][i], dtype="<f4"),
+            want,
+            rtol=EMBEDDING_RTOL,
+            atol=EMBEDDING_ATOL,
         ):
             raise ValidationFailed(
                 f"{collection!r}: embedding of {id_!r} differs from what was written"
