@@ -6,15 +6,14 @@ import logging
 from typing import TYPE_CHECKING
 
 import pytest
-from support import snapshot_state, vector
 
 from chroma_compactor import ops
 from chroma_compactor.resources import MAX_RECEIVE_COUNT
+from support import snapshot_state, vector
 
 if TYPE_CHECKING:
-    from support import Pipeline
-
     from chroma_compactor.reader import Reader
+    from support import Pipeline
 
 BAD_BODIES = {
     "not json": "{this is not json",

@@ -6,17 +6,16 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from support import snapshot_state, vector
 
 from chroma_compactor import ops
 from chroma_compactor.cycle import Hooks, Step
+from support import snapshot_state, vector
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from support import Pipeline
-
     from chroma_compactor.reader import Reader
+    from support import Pipeline
 
 
 class SimulatedCrash(BaseException):

@@ -9,19 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import enhanced_compaction_handler
 import pytest
-import stream_forwarder
-from support import snapshot_state, vector
 
+import enhanced_compaction_handler
+import stream_forwarder
 from chroma_compactor import ops
+from support import snapshot_state, vector
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from support import Pipeline
-
     from chroma_compactor.reader import Reader
+    from support import Pipeline
 
 EVENTS = Path(__file__).parent.parent / "events"
 

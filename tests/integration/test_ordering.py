@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chroma_compactor import ops
 from support import DIM, snapshot_state, vector
 
-from chroma_compactor import ops
-
 if TYPE_CHECKING:
-    from support import Pipeline
-
     from chroma_compactor.reader import Reader
+    from support import Pipeline
 
 
 def test_update_of_a_missing_id_is_counted_and_skipped(pipeline: Pipeline, reader: Reader) -> None:
