@@ -1,0 +1,5 @@
+import sys
+
+from chroma_compactor.cli import main
+
+sys.exit(main())
