@@ -37,6 +37,7 @@ from chroma_compactor.local_snapshot import chroma_client, get_collection
 from chroma_compactor.merge import plan
 from chroma_compactor.ops import decode
 from chroma_compactor.queue import WorkQueue
+from chroma_compactor.retention import apply_retention
 from chroma_compactor.snapshot_cache import SnapshotCache
 from chroma_compactor.validate import validate_snapshot
 
@@ -249,6 +250,7 @@ def _compact_collection(
                 with timer(Step.COMMIT, c.hooks, collection):
                     commit(c, heartbeat.lease, pointer, manifest)
                 outcome.committed_version = manifest.version
+                retain(c, collection, manifest.version, outcome)
             else:
                 # Nothing to publish; still prove the verdicts were made on the current version.
                 with timer(Step.COMMIT, c.hooks, collection):
@@ -423,6 +425,16 @@ def commit(c: Compactor, lease: Lease, pointer: Pointer, manifest: Manifest) -> 
         manifest_key=c.store.manifest_key(manifest.collection, manifest.version),
         record_count=manifest.record_count,
     )
+
+
+def retain(c: Compactor, collection: str, version: int, outcome: Outcome) -> None:
+    """Bound storage after a commit; a failure here costs only space, never the cycle."""
+    start = time.perf_counter()
+    try:
+        apply_retention(c.store, collection, version, c.settings.retain_versions)
+    except (ClientError, BotoCoreError, SnapshotCorrupt) as e:
+        log.warning("retention of %r failed, will retry next commit: %s", collection, e)
+    outcome.phases_ms["retention"] = round((time.perf_counter() - start) * 1000, 1)
 
 
 def ack(

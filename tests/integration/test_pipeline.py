@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
+
 from support import Pipeline, assert_same_records, snapshot_state
 
 if TYPE_CHECKING:
     from chroma_compactor.reader import Reader
+from chroma_compactor.settings import QueueType
 
 
+@pytest.mark.parametrize("queue_type", [QueueType.STANDARD, QueueType.FIFO], indirect=True)
 def test_puts_updates_and_deletes_reach_the_snapshot(pipeline: Pipeline, reader: Reader) -> None:
     # GIVEN records written, rewritten with new metadata and documents, and some deleted
     for i in range(30):
