@@ -146,3 +146,25 @@ def test_a_busy_lease_sends_the_batch_back_untouched(pipeline: Pipeline) -> None
     assert len(report.failed_event_ids) == 1
     assert pipeline.queue_depth() == (1, 0)
     assert holder.pointers.read("docs").version == 0
+
+
+def test_the_heartbeat_keeps_a_long_cycle_s_lease(pipeline: Pipeline, reader: Reader) -> None:
+    pipeline.settings = pipeline.settings.model_copy(update={"lease_seconds": 1.5})
+    pipeline.send(ops.upsert("docs", "slow", 1, vector(0)))
+    slow = pipeline.compactor("a", hooks=At(Step.UPLOAD, lambda: time.sleep(2.5)))
+
+    (outcome,) = pipeline.cycle(slow).outcomes
+
+    assert outcome.committed_version == 1, outcome.abandoned
+    assert set(snapshot_state(reader, "docs")) == {"slow"}
+
+
+def test_a_dead_holder_s_lease_is_waited_out_not_bounced(pipeline: Pipeline) -> None:
+    pipeline.settings = pipeline.settings.model_copy(update={"lease_wait_seconds": 5})
+    pipeline.send(ops.upsert("docs", "x", 1, vector(0)))
+    pipeline.compactor("dead").leases.acquire("docs", "crashed-invocation", seconds=1)
+
+    report = pipeline.cycle(pipeline.compactor("a"))
+
+    assert report.outcomes[0].committed_version == 1
+    assert report.failed_event_ids == []

@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from support import Pipeline, assert_same_records, snapshot_state
+from support import Pipeline, assert_same_records, snapshot_state, vector
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from chroma_compactor.reader import Reader
 from chroma_compactor.settings import QueueType
 
@@ -63,3 +65,23 @@ def test_collections_sharing_a_queue_get_separate_snapshots(
 
     assert_same_records(snapshot_state(reader, "alpha"), pipeline.table_state("alpha"))
     assert_same_records(snapshot_state(reader, "beta"), pipeline.table_state("beta"))
+
+
+def test_an_exported_snapshot_opens_with_stock_chroma(
+    pipeline: Pipeline, reader: Reader, tmp_path: Path
+) -> None:
+    import chromadb
+
+    for i in range(12):
+        pipeline.put("docs", f"id-{i}", rev=1, seed=i, document=f"doc {i}")
+    pipeline.forward_stream()
+    pipeline.drain(pipeline.compactor("a"))
+
+    manifest = reader.export("docs", tmp_path / "export")
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "export"))
+    collection = client.get_collection("docs")
+    assert collection.count() == manifest.record_count == 12
+    hits = collection.query(query_embeddings=[vector(3)], n_results=1)
+    assert hits["ids"] == [["id-3"]]
+    client.close()
