@@ -35,6 +35,14 @@ TOMBSTONE_HORIZON_DAYS = "TOMBSTONE_HORIZON_DAYS"
 CACHE_DIR = "CACHE_DIR"
 CHUNK_BYTES = "CHUNK_BYTES"
 HNSW_SPACE = "HNSW_SPACE"
+COMPACTION_BATCH_SIZE = "COMPACTION_BATCH_SIZE"
+COMPACTION_BATCHING_WINDOW_SECONDS = "COMPACTION_BATCHING_WINDOW_SECONDS"
+STREAM_BATCH_SIZE = "STREAM_BATCH_SIZE"
+
+# Lambda's limits for an SQS event source mapping.
+FIFO_MAX_BATCH_SIZE = 10
+STANDARD_MAX_BATCH_SIZE = 10_000
+MAX_BATCHING_WINDOW_SECONDS = 300
 
 
 class QueueType(StrEnum):
@@ -66,6 +74,13 @@ class Settings(BaseModel):
     cache_dir: str = "/tmp/chroma-compactor"
     chunk_bytes: int = Field(default=1 << 20, ge=4096)
     hnsw_space: str = "cosine"
+    # The event source mappings (deployed by Pulumi, imitated by local mode's pollers).
+    # None means: the default for the queue type (100 and 5 s standard, 10 and no window FIFO).
+    compaction_batch_size: int | None = Field(default=None, ge=1, le=STANDARD_MAX_BATCH_SIZE)
+    compaction_batching_window_seconds: int | None = Field(
+        default=None, ge=0, le=MAX_BATCHING_WINDOW_SECONDS
+    )
+    stream_batch_size: int = Field(default=100, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _one_queue_route(self) -> Self:
@@ -74,6 +89,40 @@ class Settings(BaseModel):
                 f"set either {COMPACTION_QUEUE_URL} or {COMPACTION_QUEUE_URLS}, not both"
             )
         return self
+
+    @model_validator(mode="after")
+    def _event_source_limits(self) -> Self:
+        if self.queue_type is QueueType.FIFO:
+            if self.compaction_batching_window_seconds:
+                raise ValueError(
+                    f"{COMPACTION_BATCHING_WINDOW_SECONDS} must be 0 with a FIFO queue: Lambda "
+                    "rejects a batching window on FIFO event sources (use a standard queue to "
+                    "batch by time)"
+                )
+            if (self.compaction_batch_size or 0) > FIFO_MAX_BATCH_SIZE:
+                raise ValueError(
+                    f"{COMPACTION_BATCH_SIZE} is at most {FIFO_MAX_BATCH_SIZE} with a FIFO queue "
+                    f"(got {self.compaction_batch_size}); greedy fetch takes more per cycle"
+                )
+        elif (self.compaction_batch_size or 0) > 10 and self.batching_window == 0:
+            raise ValueError(
+                f"{COMPACTION_BATCH_SIZE} above 10 needs {COMPACTION_BATCHING_WINDOW_SECONDS} >= 1"
+            )
+        return self
+
+    @property
+    def batch_size(self) -> int:
+        """The compactor's event source mapping batch size, after queue-type defaults."""
+        if self.compaction_batch_size is not None:
+            return self.compaction_batch_size
+        return FIFO_MAX_BATCH_SIZE if self.queue_type is QueueType.FIFO else 100
+
+    @property
+    def batching_window(self) -> int:
+        """Seconds the event source mapping gathers messages before invoking (0: none)."""
+        if self.compaction_batching_window_seconds is not None:
+            return self.compaction_batching_window_seconds
+        return 0 if self.queue_type is QueueType.FIFO else 5
 
     def queue_url_for(self, collection: str) -> str:
         """The queue that carries a collection's operations."""
@@ -116,7 +165,9 @@ class Settings(BaseModel):
             return cls.model_validate(fields)
         except ValidationError as e:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
+                f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                if err["loc"]
+                else str(err["msg"]).removeprefix("Value error, ")
                 for err in e.errors()
             )
             raise ConfigurationError(f"invalid configuration: {problems}") from e
@@ -129,7 +180,7 @@ class Settings(BaseModel):
             if name == COMPACTION_QUEUE_URLS:
                 if value:
                     env[name] = json.dumps(value, sort_keys=True)
-            elif value != "":
+            elif value is not None and value != "":
                 env[name] = str(value)
         return env
 
@@ -151,4 +202,7 @@ _ENV_FIELDS = (
     CACHE_DIR,
     CHUNK_BYTES,
     HNSW_SPACE,
+    COMPACTION_BATCH_SIZE,
+    COMPACTION_BATCHING_WINDOW_SECONDS,
+    STREAM_BATCH_SIZE,
 )
