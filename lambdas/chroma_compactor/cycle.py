@@ -232,30 +232,18 @@ def _compact_collection(
                 work.add(fetched)
             batch = work.take(collection)
             outcome.messages = len(batch)
-            cache.mark_dirty()
-            with timer(Step.APPLY, c.hooks, collection):
-                applied = apply(c, cache.snapshot, collection, batch)
+            applied = publish(
+                c,
+                cache,
+                heartbeat,
+                pointer,
+                parent,
+                [op for _, op in batch],
+                outcome,
+                timer,
+                deadline,
+            )
             failed_ids = applied.failed_ids
-            _count(outcome, applied)
-            heartbeat.ensure_held()
-            _ensure_time(deadline, collection)
-            if applied.effects:
-                with timer(Step.VALIDATE, c.hooks, collection):
-                    validate_snapshot(cache.snapshot, collection, applied.records, applied.effects)
-                with timer(Step.UPLOAD, c.hooks, collection):
-                    manifest = upload(
-                        c, cache.snapshot, pointer, parent, heartbeat.lease, applied, outcome
-                    )
-                heartbeat.ensure_held()
-                with timer(Step.COMMIT, c.hooks, collection):
-                    commit(c, heartbeat.lease, pointer, manifest)
-                outcome.committed_version = manifest.version
-                retain(c, collection, manifest.version, outcome)
-            else:
-                # Nothing to publish; still prove the verdicts were made on the current version.
-                with timer(Step.COMMIT, c.hooks, collection):
-                    c.pointers.confirm(c.leases, heartbeat.lease, pointer.version)
-            cache.mark_clean(outcome.committed_version or pointer.version)
             lease = heartbeat.lease
     except _ABANDON as e:
         outcome.abandoned = f"{type(e).__name__}: {e}"
@@ -286,7 +274,70 @@ def _give_back(
         _release_quietly(c, lease)
 
 
+def publish_operations(
+    c: Compactor, collection: str, operations: list[Operation], deadline: float
+) -> Outcome:
+    """Run the commit protocol on operations that come from elsewhere than the queue.
+
+    Rebuilds and re-ingests from a table scan use this: the same lease, ledger rules,
+    validation and transaction as a queue cycle, just no messages to fetch or acknowledge.
+    Raises what a queue cycle would abandon on, since there is nothing to hand back.
+    """
+    outcome = Outcome(collection, messages=len(operations))
+    timer = _PhaseTimer(outcome)
+    cache = SnapshotCache(Path(c.settings.cache_dir), collection)
+    with timer(Step.LEASE, c.hooks, collection):
+        lease = acquire_lease(c, collection, deadline)
+    try:
+        with Heartbeat(c.leases, lease, c.settings.lease_seconds) as heartbeat:
+            pointer = c.pointers.read(collection)
+            with timer(Step.DOWNLOAD, c.hooks, collection):
+                parent = load_snapshot(c, cache, pointer, outcome)
+            publish(c, cache, heartbeat, pointer, parent, operations, outcome, timer, deadline)
+            lease = heartbeat.lease
+    finally:
+        _release_quietly(c, lease)
+    return outcome
+
+
 # -- the steps ------------------------------------------------------------------------------------
+
+
+def publish(
+    c: Compactor,
+    cache: SnapshotCache,
+    heartbeat: Heartbeat,
+    pointer: Pointer,
+    parent: Manifest | None,
+    operations: list[Operation],
+    outcome: Outcome,
+    timer: _PhaseTimer,
+    deadline: float,
+) -> Applied:
+    """Apply, validate, upload and commit: from a loaded working copy to a published version."""
+    collection = pointer.collection
+    cache.mark_dirty()
+    with timer(Step.APPLY, c.hooks, collection):
+        applied = apply(c, cache.snapshot, collection, operations)
+    _count(outcome, applied)
+    heartbeat.ensure_held()
+    _ensure_time(deadline, collection)
+    if applied.effects:
+        with timer(Step.VALIDATE, c.hooks, collection):
+            validate_snapshot(cache.snapshot, collection, applied.records, applied.effects)
+        with timer(Step.UPLOAD, c.hooks, collection):
+            manifest = upload(c, cache.snapshot, pointer, parent, heartbeat.lease, applied, outcome)
+        heartbeat.ensure_held()
+        with timer(Step.COMMIT, c.hooks, collection):
+            commit(c, heartbeat.lease, pointer, manifest)
+        outcome.committed_version = manifest.version
+        retain(c, collection, manifest.version, outcome)
+    else:
+        # Nothing to publish; still prove the verdicts were made on the current version.
+        with timer(Step.COMMIT, c.hooks, collection):
+            c.pointers.confirm(c.leases, heartbeat.lease, pointer.version)
+    cache.mark_clean(outcome.committed_version or pointer.version)
+    return applied
 
 
 def acquire_lease(c: Compactor, collection: str, deadline: float) -> Lease:
@@ -346,14 +397,12 @@ def apply(
     c: Compactor,
     snapshot: LocalSnapshot,
     collection: str,
-    batch: list[tuple[QueueMessage, Operation]],
+    operations: list[Operation],
 ) -> Applied:
     """Coalesce the batch against the ledger and write the effects to Chroma and the ledger."""
     now = c.clock()
     with snapshot.open_ledger() as ledger:
-        ops, rejected, dimension = reject_mismatched_dimensions(
-            [op for _, op in batch], ledger.dimension
-        )
+        ops, rejected, dimension = reject_mismatched_dimensions(operations, ledger.dimension)
         failed_ids = {op.id for op, _ in rejected}
         for op, reason in rejected:
             log.error(
