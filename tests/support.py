@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -11,16 +11,16 @@ import numpy as np
 
 from chroma_compactor import ops
 from chroma_compactor.cycle import Compactor, CycleReport, Hooks, run_cycle
-from chroma_compactor.forwarder import ForwardResult, forward
 from chroma_compactor.queue import QueueMessage
 from chroma_compactor.reader import Reader
-from chroma_compactor.streams import StreamReader
+from chroma_compactor.stream_checkpoint import forward_once
 from chroma_compactor.validate import EMBEDDING_ATOL, EMBEDDING_RTOL
 from chroma_compactor.wiring import Clients, build_compactor
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from chroma_compactor.forwarder import ForwardResult
     from chroma_compactor.resources import CreatedPipeline, PipelineNames
     from chroma_compactor.settings import Settings
 
@@ -53,7 +53,6 @@ class Pipeline:
     settings: Settings
     clock: FakeClock
     tmp: Path
-    _stream: StreamReader | None = field(default=None, repr=False)
 
     def compactor(self, name: str, hooks: Hooks | None = None) -> Compactor:
         """A compactor with its own /tmp cache, as a separate Lambda container would have."""
@@ -102,9 +101,7 @@ class Pipeline:
     # -- moving data --------------------------------------------------------------------------
 
     def forward_stream(self) -> ForwardResult:
-        if self._stream is None:
-            self._stream = StreamReader(self.clients.streams, self.created.stream_arn)
-        return forward(self.clients.sqs, self.settings, self._stream.poll())
+        return forward_once(self.clients, self.settings)
 
     def receive_event(self, max_messages: int = 10, visibility: int = 900) -> list[QueueMessage]:
         """What Lambda's event source mapping would hand the compactor."""

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer
+from pydantic import ValidationError as PydanticValidationError
 
 from chroma_compactor.errors import ConfigurationError, InvalidMessage
 from chroma_compactor.ops import Operation, OpKind, decode, encode, pack_embedding
@@ -61,6 +62,17 @@ class ForwardResult:
 
 def operation_from_record(record: dict[str, Any]) -> Operation | None:
     """The operation a Lambda-shaped DynamoDB stream record stands for (None: nothing to do)."""
+    try:
+        return _operation(record)
+    except PydanticValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise InvalidMessage(f"stream record is not a valid operation: {problems}") from None
+
+
+def _operation(record: dict[str, Any]) -> Operation | None:
     ddb = record["dynamodb"]
     keys = _image(ddb.get("Keys", {}))
     collection, id_ = keys.get("collection"), keys.get("id")

@@ -151,7 +151,11 @@ def decode(body: str) -> Operation:
     if not isinstance(raw, dict):
         raise InvalidMessage(f"body is a JSON {type(raw).__name__}, not an object")
     version = raw.get("v", SCHEMA_VERSION)
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidMessage(
+            f"schema version {version!r} is not a version (expected 1..{SCHEMA_VERSION})"
+        )
+    if version > SCHEMA_VERSION:
         raise InvalidMessage(
             f"schema version {version!r} is newer than this compactor understands "
             f"({SCHEMA_VERSION}); upgrade the compactor, then redrive the DLQ"

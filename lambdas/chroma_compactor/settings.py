@@ -152,7 +152,7 @@ class Settings(BaseModel):
         for name in _ENV_FIELDS:
             if name in env and env[name] != "":
                 fields[name.lower()] = env[name]
-        if COMPACTION_QUEUE_URLS in fields:
+        if COMPACTION_QUEUE_URLS.lower() in fields:
             try:
                 fields["compaction_queue_urls"] = json.loads(
                     str(fields[COMPACTION_QUEUE_URLS.lower()])
