@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test test-all test-slow lint format typecheck run clean
+.PHONY: help install run test test-all test-slow lint format clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict
 format: $(STAMP)  ## Apply ruff format and fixes
 	$(BIN)/ruff format lambdas infra scripts tests
 	$(BIN)/ruff check --fix lambdas infra scripts tests
+
+run: $(STAMP)  ## The whole pipeline locally on sample data (moto server + real ChromaDB)
+	$(BIN)/chroma-compactor demo
 
 test: lint  ## Lint, type-check and run the test suite (slow suites excluded)
 	$(BIN)/pytest -m "not slow"

@@ -1,78 +1,160 @@
-"""``chroma-compactor``: run a worker step by hand or read what the pipeline built.
+"""``chroma-compactor``: run the pipeline locally, steer a running one, read what it built.
 
-Every command reads the pipeline's names from the same environment the Lambdas read
-(``SOURCE_TABLE_NAME``, ``CONTROL_TABLE_NAME``, ``SNAPSHOT_BUCKET``, ``COMPACTION_QUEUE_URL``...);
-``AWS_ENDPOINT_URL`` points it at a local endpoint instead of AWS.
+Commands other than ``demo`` and ``local`` read the pipeline's names from the environment the
+Lambdas read (``CONTROL_TABLE_NAME``, ``SNAPSHOT_BUCKET``, ``COMPACTION_QUEUE_URL``, ...), so they
+work against AWS as they are and against a local stack after
+``eval "$(chroma-compactor local env)"``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from rich.console import Console
 
 from chroma_compactor.errors import CompactorError
-from chroma_compactor.settings import Settings
+from chroma_compactor.settings import QueueType, Settings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from chroma_compactor.reader import Reader
+    from chroma_compactor.wiring import Clients
+
 # One cycle by hand gets the same budget as the Lambda function.
 _CYCLE_SECONDS = 900
+DEFAULT_DATA_DIR = Path(".chroma-compactor")
+DEFAULT_PORT = 4566
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    err = Console(stderr=True)
     try:
         return int(args.run(args))
+    except EndpointConnectionError as e:
+        err.print(
+            f"[red]error:[/] cannot reach {e.kwargs.get('endpoint_url')}: is the local stack "
+            "running (`chroma-compactor local up`) or AWS_ENDPOINT_URL wrong?"
+        )
     except (CompactorError, ClientError, BotoCoreError) as e:
-        print(f"chroma-compactor: error: {e}", file=sys.stderr)
-        return 2
+        err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    return 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chroma-compactor", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="chroma-compactor",
+        description=(__doc__ or "").split("\n\n")[0].strip("`"),
+        epilog="Run `chroma-compactor COMMAND --help` for a command's options.",
+    )
     parser.add_argument("--version", action="version", version=package_version("chroma-compactor"))
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    compact = sub.add_parser("compact", help="run compaction cycles against the configured queues")
-    compact.add_argument(
-        "--once", action="store_true", required=True, help="run one cycle per queue and exit"
-    )
+    demo = sub.add_parser("demo", help="run the whole pipeline locally on sample data (make run)")
+    _local_options(demo, temporary=True)
+    demo.add_argument("--records", type=int, default=1500, help="records per collection")
+    demo.set_defaults(run=_demo)
+
+    local = sub.add_parser("local", help="local mode: moto's server + real ChromaDB")
+    local_sub = local.add_subparsers(required=True, metavar="ACTION")
+    up = local_sub.add_parser("up", help="start local mode and keep it running until Ctrl-C")
+    _local_options(up, temporary=False)
+    up.add_argument("--no-workers", action="store_true", help="server and resources only")
+    up.set_defaults(run=_local_up)
+    env = local_sub.add_parser("env", help="print `export` lines pointing at a running local stack")
+    env.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    env.set_defaults(run=_local_env)
+
+    compact = sub.add_parser("compact", help="run one compaction cycle per configured queue")
+    compact.add_argument("--once", action="store_true", required=True, help="one cycle, then exit")
     compact.add_argument("--json", action="store_true", help="print the report as JSON")
     compact.set_defaults(run=_compact)
 
-    export = sub.add_parser(
-        "export", help="write a snapshot that stock chromadb.PersistentClient opens"
-    )
+    forward = sub.add_parser("forward", help="forward new stream records to the queue, once")
+    forward.add_argument("--once", action="store_true", required=True, help="one pass, then exit")
+    forward.add_argument("--json", action="store_true", help="print the result as JSON")
+    forward.set_defaults(run=_forward)
+
+    export = sub.add_parser("export", help="write a snapshot stock chromadb.PersistentClient opens")
     export.add_argument("collection")
     export.add_argument(
         "--version", type=int, dest="snapshot_version", help="a retained version (default: current)"
     )
     export.add_argument("--out", type=Path, required=True, help="an empty or new directory")
     export.set_defaults(run=_export)
+
     return parser
+
+
+def _local_options(parser: argparse.ArgumentParser, temporary: bool) -> None:
+    parser.add_argument("--port", type=int, default=0 if temporary else DEFAULT_PORT)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None if temporary else DEFAULT_DATA_DIR,
+        help="where state lives between runs"
+        + (" (default: a temporary one)" if temporary else ""),
+    )
+    parser.add_argument(
+        "--queue-type", type=QueueType, choices=list(QueueType), default=QueueType.STANDARD
+    )
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from chroma_compactor.demo import run_demo
+
+    return run_demo(
+        data_dir=args.data_dir, port=args.port, queue_type=args.queue_type, records=args.records
+    )
+
+
+def _local_up(args: argparse.Namespace) -> int:
+    from chroma_compactor.local_stack import run_local
+
+    return run_local(
+        data_dir=args.data_dir,
+        port=args.port,
+        queue_type=args.queue_type,
+        workers=not args.no_workers,
+    )
+
+
+def _local_env(args: argparse.Namespace) -> int:
+    from chroma_compactor.local_stack import StackInfo
+
+    info = StackInfo.load(args.data_dir)
+    for name, value in sorted(info.environment().items()):
+        print(f"export {name}={_shell_quote(value)}")
+    return 0
 
 
 def _compact(args: argparse.Namespace) -> int:
     from chroma_compactor.cycle import run_cycle
     from chroma_compactor.queue import WorkQueue
-    from chroma_compactor.wiring import Clients, build_compactor
+    from chroma_compactor.wiring import build_compactor
 
-    settings = Settings.from_env()
-    compactor = build_compactor(settings, Clients.create())
+    settings, clients = _from_env()
+    compactor = build_compactor(settings, clients)
     results: list[dict[str, Any]] = []
     for url in settings.queue_urls():
         deadline = time.monotonic() + _CYCLE_SECONDS
         # Stand in for the event source mapping: the first receive is the "event".
-        event = WorkQueue(compactor.sqs, url).fetch_more(10, 1.0, _CYCLE_SECONDS + 60)
+        event = WorkQueue(compactor.sqs, url).fetch_more(
+            settings.batch_size, float(settings.batching_window) + 1, _CYCLE_SECONDS + 60
+        )
         report = run_cycle(compactor, event, url, deadline)
         results.append(
             {
@@ -94,25 +176,62 @@ def _compact(args: argparse.Namespace) -> int:
                 state = (
                     f"committed v{o['committed_version']}"
                     if o["committed_version"]
-                    else (o["abandoned"] or "nothing to publish")
+                    else (o["abandoned"] or "nothing new to publish")
                 )
                 print(
                     f"  {o['collection']}: {state}; applied {o['applied']}, stale {o['stale']}, "
                     f"not found {o['not_found']}, failed {o['failed']}, records {o['records']}"
                 )
-    abandoned = any(o["abandoned"] for r in results for o in r["outcomes"])
-    return 1 if abandoned else 0
+    return 1 if any(o["abandoned"] for r in results for o in r["outcomes"]) else 0
+
+
+def _forward(args: argparse.Namespace) -> int:
+    from chroma_compactor.stream_checkpoint import forward_once
+
+    settings, clients = _from_env()
+    result = forward_once(clients, settings)
+    if args.json:
+        print(json.dumps(vars(result)))
+    else:
+        print(
+            f"forwarded {result.sent} records, skipped {result.skipped}, "
+            f"failed {len(result.failed_sequence_numbers)}"
+        )
+    return 1 if result.failed_sequence_numbers else 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from chroma_compactor.reader import Reader
-    from chroma_compactor.wiring import Clients, build_compactor
-
-    settings = Settings.from_env()
-    c = build_compactor(settings, Clients.create())
-    reader = Reader(c.pointers, c.store, Path(settings.cache_dir) / "reader")
-    manifest = reader.export(args.collection, args.out, args.snapshot_version)
+    settings, clients = _from_env()
+    manifest = _reader(settings, clients).export(args.collection, args.out, args.snapshot_version)
     print(
-        f"exported {args.collection!r} version {manifest.version} ({manifest.record_count} records) to {args.out}"
+        f"exported {args.collection!r} version {manifest.version} "
+        f"({manifest.record_count} records) to {args.out}"
     )
     return 0
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _from_env() -> tuple[Settings, Clients]:
+    from chroma_compactor.wiring import Clients
+
+    return Settings.from_env(), Clients.create()
+
+
+def _reader(settings: Settings, clients: Clients) -> Reader:
+    from chroma_compactor.pointer import PointerTable
+    from chroma_compactor.reader import Reader as ReaderImpl
+    from chroma_compactor.snapshot_store import SnapshotStore
+
+    return ReaderImpl(
+        PointerTable(clients.dynamodb, settings.control_table_name),
+        SnapshotStore(clients.s3, settings.snapshot_bucket, settings.snapshot_prefix),
+        Path(settings.cache_dir) / "reader",
+    )
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)

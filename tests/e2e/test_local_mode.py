@@ -1,0 +1,80 @@
+"""Local mode end to end: separate processes write, forward, compact and export."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import chromadb
+import numpy as np
+import pytest
+from e2e_support import put_records, table_ids
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conftest import LocalProcess
+
+pytestmark = pytest.mark.e2e
+
+
+def test_writes_forwarded_and_compacted_by_hand_export_equal_the_table(
+    local: LocalProcess, tmp_path: Path
+) -> None:
+    ddb = local.client("dynamodb")
+    table = local.env["SOURCE_TABLE_NAME"]
+    put_records(ddb, table, "notes", range(40))
+    ddb.delete_item(TableName=table, Key={"collection": {"S": "notes"}, "id": {"S": "n-3"}})
+
+    local.cli("forward", "--once")
+    report = json.loads(local.cli("compact", "--once", "--json").stdout)
+    local.cli("export", "notes", "--out", str(tmp_path / "out"))
+
+    assert report[0]["outcomes"][0]["committed_version"] == 1
+    client = chromadb.PersistentClient(path=str(tmp_path / "out"))
+    got = client.get_collection("notes").get(include=["embeddings"])
+    assert sorted(got["ids"]) == sorted(table_ids(ddb, table, "notes"))
+    assert np.asarray(got["embeddings"]).shape == (39, 8)
+    client.close()
+
+
+def test_a_restarted_stack_finds_its_snapshots_and_carries_on(
+    local: LocalProcess, tmp_path: Path
+) -> None:
+    from conftest import start_local
+
+    ddb = local.client("dynamodb")
+    table = local.env["SOURCE_TABLE_NAME"]
+    put_records(ddb, table, "notes", range(10))
+    local.cli("forward", "--once")
+    local.cli("compact", "--once")
+    local.stop()
+
+    again = start_local(local.data_dir)
+    try:
+        ddb = again.client("dynamodb")
+        put_records(ddb, table, "notes", range(10, 15))
+        again.cli("forward", "--once")
+        report = json.loads(again.cli("compact", "--once", "--json").stdout)
+        again.cli("export", "notes", "--out", str(tmp_path / "out"))
+    finally:
+        again.stop()
+
+    assert report[0]["outcomes"][0]["committed_version"] == 2
+    client = chromadb.PersistentClient(path=str(tmp_path / "out"))
+    assert client.get_collection("notes").count() == 15
+    client.close()
+
+
+def test_local_env_refuses_a_stack_that_is_not_running(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "chroma_compactor", "local", "env", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "no local stack" in result.stderr and "local up" in result.stderr
