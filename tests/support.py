@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,16 @@ class Pipeline:
         """Put messages straight on the compaction queue (bodies as the forwarder would make)."""
         for op in operations:
             body = op if isinstance(op, str) else ops.encode(op)
-            self.clients.sqs.send_message(QueueUrl=self.created.queue_url, MessageBody=body)
+            extra: dict[str, str] = {}
+            if self.created.queue_url.endswith(".fifo"):
+                group = op if isinstance(op, str) else op.collection
+                extra = {
+                    "MessageGroupId": f"compaction:{group}"[:128],
+                    "MessageDeduplicationId": uuid.uuid4().hex,
+                }
+            self.clients.sqs.send_message(
+                QueueUrl=self.created.queue_url, MessageBody=body, **extra
+            )  # type: ignore[arg-type]
 
     # -- moving data --------------------------------------------------------------------------
 

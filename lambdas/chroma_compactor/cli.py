@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -85,6 +86,22 @@ def _parser() -> argparse.ArgumentParser:
     forward.add_argument("--json", action="store_true", help="print the result as JSON")
     forward.set_defaults(run=_forward)
 
+    status = sub.add_parser(
+        "status", help="pointers, leases, queue and DLQ depth (exit 1 if the DLQ is not empty)"
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=_status)
+
+    query = sub.add_parser("query", help="nearest neighbours in the latest snapshot")
+    query.add_argument("collection")
+    target = query.add_mutually_exclusive_group(required=True)
+    target.add_argument("--vector-file", type=Path, help="JSON list of numbers")
+    target.add_argument("--id", help="use this record's embedding as the query")
+    query.add_argument("--k", type=int, default=10, help="how many results (default 10)")
+    query.add_argument("--where", type=json.loads, help='metadata filter, e.g. \'{"lang": "en"}\'')
+    query.add_argument("--json", action="store_true", help="machine-readable output")
+    query.set_defaults(run=_query)
+
     export = sub.add_parser("export", help="write a snapshot stock chromadb.PersistentClient opens")
     export.add_argument("collection")
     export.add_argument(
@@ -93,6 +110,19 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="an empty or new directory")
     export.set_defaults(run=_export)
 
+    redrive = sub.add_parser("redrive", help="move DLQ messages back to their main queue")
+    redrive.add_argument("--queue-url", help="main queue (default: every configured queue)")
+    redrive.set_defaults(run=_redrive)
+
+    reset = sub.add_parser(
+        "reset", help="empty the pipeline: queues, leases, snapshots, pointers (see --help)"
+    )
+    reset.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    reset.add_argument(
+        "--reingest", action="store_true", help="then rebuild every collection from the table"
+    )
+    reset.set_defaults(run=_reset)
     return parser
 
 
@@ -200,6 +230,45 @@ def _forward(args: argparse.Namespace) -> int:
     return 1 if result.failed_sequence_numbers else 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from chroma_compactor.status import collect_status, render_status
+
+    settings, clients = _from_env()
+    status = collect_status(clients, settings)
+    if args.json:
+        print(json.dumps(status.to_json(), indent=2))
+    else:
+        render_status(status, Console())
+    return 0 if status.healthy else 1
+
+
+def _query(args: argparse.Namespace) -> int:
+    from chroma_compactor.query import query
+
+    settings, clients = _from_env()
+    vector = json.loads(args.vector_file.read_text()) if args.vector_file else None
+    hits = query(
+        _reader(settings, clients),
+        args.collection,
+        vector=vector,
+        id=args.id,
+        k=args.k,
+        where=args.where,
+    )
+    if args.json:
+        print(json.dumps([vars(h) for h in hits], indent=2))
+    else:
+        from rich.table import Table
+
+        table = Table("id", "distance", "document", "metadata")
+        for h in hits:
+            table.add_row(
+                h.id, f"{h.distance:.4f}", (h.document or "")[:60], json.dumps(h.metadata)
+            )
+        Console().print(table)
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     settings, clients = _from_env()
     manifest = _reader(settings, clients).export(args.collection, args.out, args.snapshot_version)
@@ -207,6 +276,40 @@ def _export(args: argparse.Namespace) -> int:
         f"exported {args.collection!r} version {manifest.version} "
         f"({manifest.record_count} records) to {args.out}"
     )
+    return 0
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    from chroma_compactor.redrive import redrive
+
+    settings, clients = _from_env()
+    for url in [args.queue_url] if args.queue_url else settings.queue_urls():
+        moved = redrive(clients.sqs, url)
+        print(f"moved {moved} messages from the DLQ back to {url}")
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from chroma_compactor.reset import execute_reset, plan_reset, reingest
+
+    settings, clients = _from_env()
+    plan = plan_reset(clients, settings)
+    console = Console()
+    console.print(plan.describe())
+    if args.dry_run:
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            console.print("[red]refusing to reset without --yes (no terminal to ask)[/]")
+            return 2
+        if input("Delete all of this? Type 'yes': ").strip() != "yes":
+            console.print("nothing deleted")
+            return 1
+    execute_reset(clients, settings, plan)
+    console.print("reset done")
+    if args.reingest:
+        for collection, version in reingest(clients, settings).items():
+            console.print(f"re-ingested {collection!r} as version {version}")
     return 0
 
 

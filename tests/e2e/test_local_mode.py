@@ -78,3 +78,20 @@ def test_local_env_refuses_a_stack_that_is_not_running(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "no local stack" in result.stderr and "local up" in result.stderr
+
+
+def test_status_and_redrive_against_the_local_server(local: LocalProcess) -> None:
+    sqs = local.client("sqs")
+    sqs.send_message(QueueUrl=local.env["COMPACTION_QUEUE_URL"], MessageBody="not json")
+    for _ in range(4):  # three failed receives, then SQS moves it to the DLQ
+        local.cli("compact", "--once", check=False)
+
+    unhealthy = local.cli("status", "--json", check=False)
+    moved = local.cli("redrive")
+    healthy = local.cli("status", "--json", check=False)
+
+    assert (
+        unhealthy.returncode == 1 and json.loads(unhealthy.stdout)["queues"][0]["dlq_visible"] == 1
+    )
+    assert "moved 1 messages" in moved.stdout
+    assert healthy.returncode == 0
