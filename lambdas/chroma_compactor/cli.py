@@ -323,15 +323,9 @@ def _from_env() -> tuple[Settings, Clients]:
 
 
 def _reader(settings: Settings, clients: Clients) -> Reader:
-    from chroma_compactor.pointer import PointerTable
-    from chroma_compactor.reader import Reader as ReaderImpl
-    from chroma_compactor.snapshot_store import SnapshotStore
+    from chroma_compactor.wiring import build_reader
 
-    return ReaderImpl(
-        PointerTable(clients.dynamodb, settings.control_table_name),
-        SnapshotStore(clients.s3, settings.snapshot_bucket, settings.snapshot_prefix),
-        Path(settings.cache_dir) / "reader",
-    )
+    return build_reader(settings, clients)
 
 
 def _shell_quote(value: str) -> str:

@@ -265,15 +265,10 @@ def _summary(
 
 def _check(console: Console, clients: Clients, settings: Settings, data: SampleData) -> bool:
     """Query a snapshot, then compare every snapshot with the table, record by record."""
-    from chroma_compactor.pointer import PointerTable
-    from chroma_compactor.reader import Reader
-    from chroma_compactor.snapshot_store import SnapshotStore
+    from chroma_compactor.wiring import build_reader
 
-    reader = Reader(
-        PointerTable(clients.dynamodb, settings.control_table_name),
-        SnapshotStore(clients.s3, settings.snapshot_bucket, settings.snapshot_prefix),
-        Path(settings.cache_dir) / "reader",
-    )
+    reader = build_reader(settings, clients)
+    _sample_query(console, reader, data)
     ok = True
     for collection in COLLECTIONS:
         table_records = _table_records(clients, settings, collection)
@@ -287,8 +282,6 @@ def _check(console: Console, clients: Clients, settings: Settings, data: SampleD
                 )
                 for i, id_ in enumerate(got["ids"])
             }
-            if collection == COLLECTIONS[0]:
-                _sample_query(console, col, data)
         same = snapshot.keys() == table_records.keys() and all(
             np.allclose(snapshot[i][0], vector, rtol=EMBEDDING_RTOL, atol=EMBEDDING_ATOL)
             and snapshot[i][1:] == (doc, meta)
@@ -300,20 +293,18 @@ def _check(console: Console, clients: Clients, settings: Settings, data: SampleD
     return ok
 
 
-def _sample_query(console: Console, col: Any, data: SampleData) -> None:
-    probe = data.centers["serverless"]
-    hits = col.query(query_embeddings=[probe], n_results=3, where={"topic": "serverless"})
-    table = Table(title='query: nearest to the "serverless" centre, where topic = serverless')
+def _sample_query(console: Console, reader: Any, data: SampleData) -> None:
+    from chroma_compactor.query import query
+
+    probe = data.centers["serverless"].tolist()
+    hits = query(reader, COLLECTIONS[0], vector=probe, k=3, where={"topic": "serverless"})
+    table = Table(
+        title=f'query {COLLECTIONS[0]}: nearest to the "serverless" centre, topic = serverless'
+    )
     for column in ("id", "distance", "document", "metadata"):
         table.add_column(column)
-    for id_, dist, doc, meta in zip(
-        hits["ids"][0],
-        hits["distances"][0],
-        hits["documents"][0],
-        hits["metadatas"][0],
-        strict=True,
-    ):
-        table.add_row(id_, f"{dist:.3f}", doc or "", str(meta))
+    for hit in hits:
+        table.add_row(hit.id, f"{hit.distance:.3f}", hit.document or "", str(hit.metadata))
     console.print(table)
 
 

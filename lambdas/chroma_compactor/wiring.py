@@ -12,6 +12,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
@@ -20,6 +21,7 @@ from botocore.config import Config
 from chroma_compactor.cycle import Compactor, Hooks
 from chroma_compactor.lease import LeaseTable
 from chroma_compactor.pointer import PointerTable
+from chroma_compactor.reader import Reader
 from chroma_compactor.snapshot_store import SnapshotStore
 
 if TYPE_CHECKING:
@@ -62,6 +64,15 @@ class Clients:
 def owner_id() -> str:
     """Names a lease holder in a way an operator can trace to a process."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def build_reader(settings: Settings, clients: Clients) -> Reader:
+    """A reader whose cache sits beside (never inside) the compactor's working copy."""
+    return Reader(
+        PointerTable(clients.dynamodb, settings.control_table_name),
+        SnapshotStore(clients.s3, settings.snapshot_bucket, settings.snapshot_prefix),
+        Path(settings.cache_dir) / "reader",
+    )
 
 
 def build_compactor(

@@ -95,3 +95,21 @@ def test_status_and_redrive_against_the_local_server(local: LocalProcess) -> Non
     )
     assert "moved 1 messages" in moved.stdout
     assert healthy.returncode == 0
+
+
+def test_the_demo_passes_and_reports_what_it_wrote() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "chroma_compactor", "demo", "--records", "60"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo passed" in result.stdout
+    assert "articles: snapshot of 54 records equals the table" in result.stdout
+    assert "products: snapshot of 54 records equals the table" in result.stdout
