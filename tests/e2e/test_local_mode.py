@@ -113,3 +113,32 @@ def test_the_demo_passes_and_reports_what_it_wrote() -> None:
     assert "demo passed" in result.stdout
     assert "articles: snapshot of 54 records equals the table" in result.stdout
     assert "products: snapshot of 54 records equals the table" in result.stdout
+
+
+def test_an_unreachable_endpoint_is_one_clear_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",
+        AWS_ACCESS_KEY_ID="x",
+        AWS_SECRET_ACCESS_KEY="x",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_MAX_ATTEMPTS="1",
+        CONTROL_TABLE_NAME="c",
+        SNAPSHOT_BUCKET="b",
+        COMPACTION_QUEUE_URL="http://127.0.0.1:9/000000000000/q",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "chroma_compactor", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "cannot reach" in result.stderr and "Traceback" not in result.stderr
