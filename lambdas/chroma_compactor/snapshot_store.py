@@ -10,6 +10,7 @@ The manifest is written last: a version without a manifest does not exist.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -225,7 +226,13 @@ class SnapshotStore:
         with path.open("rb") as f:
             f.seek(offset)
             data = f.read(size)
-        self._s3.put_object(Bucket=self.bucket, Key=self.blob_key(collection, sha256), Body=data)
+        # S3 checks the body against our own sha256 on arrival, so a blob is never stored torn.
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=self.blob_key(collection, sha256),
+            Body=data,
+            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
+        )
 
     # -- download -------------------------------------------------------------------------------
 

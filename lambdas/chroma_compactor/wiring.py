@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 # Standard retry mode: jittered backoff on throttling and 5xx, a retry quota against storms.
 CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
+    # Blobs carry our own SHA-256 on upload and are verified by it on download; botocore's extra
+    # CRC32 per request adds nothing (and moto's in-process S3 stores it unreliably under
+    # concurrent uploads: docs/traits.md).
+    request_checksum_calculation="when_required",
+    response_checksum_validation="when_required",
     max_pool_connections=32,
     connect_timeout=5,
     read_timeout=30,

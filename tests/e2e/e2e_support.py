@@ -1,9 +1,16 @@
-"""Writing and reading the source table from a test process."""
+"""Local stacks in subprocesses, and writing and reading the source table from a test process."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import boto3
 import numpy as np
 
 if TYPE_CHECKING:
@@ -32,3 +39,86 @@ def table_ids(ddb: Any, table: str, collection: str) -> list[str]:
         ExpressionAttributeValues={":c": {"S": collection}},
     )["Items"]
     return [item["id"]["S"] for item in items]
+
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+STARTUP_S = 60
+
+
+@dataclass
+class LocalProcess:
+    data_dir: Path
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "chroma_compactor", *args],
+            check=False,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def client(self, service: str):  # type: ignore[no-untyped-def]
+        return boto3.client(
+            service,
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            region_name=self.env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=120)
+
+
+def start_local(data_dir: Path) -> LocalProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chroma_compactor",
+            "local",
+            "up",
+            "--no-workers",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=base,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + STARTUP_S
+    while not (data_dir / "stack.json").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(
+                f"local up did not start:\n{process.stdout.read() if process.stdout else ''}"
+            )
+        time.sleep(0.2)
+    env_lines = subprocess.run(
+        [sys.executable, "-m", "chroma_compactor", "local", "env", "--data-dir", str(data_dir)],
+        env=base,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    env = dict(base)
+    for line in env_lines.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value.strip("'")
+    return LocalProcess(data_dir, process, env)

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import chromadb
 import numpy as np
 import pytest
-from e2e_support import put_records, table_ids
+from e2e_support import put_records, start_local, table_ids
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from conftest import LocalProcess
+    from e2e_support import LocalProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -41,8 +41,6 @@ def test_writes_forwarded_and_compacted_by_hand_export_equal_the_table(
 def test_a_restarted_stack_finds_its_snapshots_and_carries_on(
     local: LocalProcess, tmp_path: Path
 ) -> None:
-    from conftest import start_local
-
     ddb = local.client("dynamodb")
     table = local.env["SOURCE_TABLE_NAME"]
     put_records(ddb, table, "notes", range(10))
