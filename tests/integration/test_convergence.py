@@ -28,11 +28,11 @@ if TYPE_CHECKING:
     from support import Pipeline
 
 KEYS = ("a", "b", "c", "d")
-CRASHES = (
-    [None, None, Step.APPLY, Step.UPLOAD, Step.COMMIT, Step.DELETE]
-    if not os.environ.get("NO_CRASH")
-    else [None]
-)
+CRASHES = [
+    None,
+    None,
+    *(Step(s) for s in os.environ.get("CRASH_STEPS", "apply,upload,commit,delete").split(",") if s),
+]
 EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "25"))
 _collections = itertools.count()
 
@@ -146,9 +146,12 @@ def _every_version_opens(reader: Reader, collection: str) -> None:
         client.close()
 
 
-# Slow (minutes), and not yet green: with crashes injected, `--hypothesis-seed=1` finds a scenario
-# whose final snapshot holds an older state of one id (issue #6 investigates; without crashes,
-# NO_CRASH=1, it passes). Run with `make test-slow`.
+# Slow (minutes), and not yet green: with crashes at apply, commit and delete combined,
+# `--hypothesis-seed=1` finds a scenario whose final snapshot holds an older state of one id.
+# Issue #6 must decide whether the harness (greedy-fetched messages stay invisible for the rest
+# of the test after a crash) or the core is at fault. It passes with crashes at any one step
+# alone (CRASH_STEPS=apply|upload|commit|delete) and with none (CRASH_STEPS=).
+# Run with `make test-slow`.
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning"),

@@ -1,0 +1,256 @@
+"""collect_status() and `chroma-compactor status`: what an operator asks first."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+from rich.console import Console
+
+from chroma_compactor import ops
+from chroma_compactor.cli import main
+from chroma_compactor.status import (
+    CollectionStatus,
+    PipelineStatus,
+    QueueStatus,
+    collect_status,
+    render_status,
+)
+from support import vector
+
+if TYPE_CHECKING:
+    from support import Pipeline
+
+
+@pytest.fixture
+def cli_env(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment a Lambda of this pipeline would get, for the CLI to read."""
+    for name, value in pipeline.settings.to_env().items():
+        monkeypatch.setenv(name, value)
+
+
+def _compact(pipeline: Pipeline, *operations: ops.Operation | str) -> None:
+    pipeline.send(*operations)
+    pipeline.drain(pipeline.compactor("a"))
+
+
+def _poison_the_dlq(pipeline: Pipeline) -> None:
+    # Unparseable: rejected on every receive until SQS moves it after maxReceiveCount.
+    _compact(pipeline, "garbage")
+
+
+def test_status_shows_each_collections_version_and_record_count(pipeline: Pipeline) -> None:
+    _compact(pipeline, *(ops.upsert("docs", f"d{i}", 1, vector(i)) for i in range(3)))
+    _compact(
+        pipeline, ops.upsert("docs", "d3", 1, vector(3)), ops.upsert("notes", "n", 1, vector(9))
+    )
+
+    status = collect_status(pipeline.clients, pipeline.settings, pipeline.clock)
+
+    assert [(c.collection, c.version, c.record_count) for c in status.collections] == [
+        ("docs", 2, 4),
+        ("notes", 1, 1),
+    ]
+
+
+def test_pointer_age_is_time_since_the_last_commit(pipeline: Pipeline) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+    pipeline.clock.advance(90)
+
+    (docs,) = collect_status(pipeline.clients, pipeline.settings, pipeline.clock).collections
+
+    assert docs.pointer_age_s == pytest.approx(90, abs=5)
+
+
+def test_status_names_the_lease_holder_and_the_time_it_has_left(pipeline: Pipeline) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+    pipeline.compactor("b").leases.acquire("docs", "lambda-7", seconds=60)
+
+    (docs,) = collect_status(pipeline.clients, pipeline.settings, pipeline.clock).collections
+
+    assert docs.lease_owner == "lambda-7"
+    assert docs.lease_expires_in_s == pytest.approx(60, abs=5)
+
+
+def test_a_released_lease_shows_no_holder(pipeline: Pipeline) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+
+    (docs,) = collect_status(pipeline.clients, pipeline.settings, pipeline.clock).collections
+
+    assert (docs.lease_owner, docs.lease_expires_in_s) == (None, None)
+
+
+def test_an_expired_lease_shows_no_holder(pipeline: Pipeline) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+    pipeline.compactor("b").leases.acquire("docs", "crashed-lambda", seconds=30)
+    pipeline.clock.advance(31)
+
+    (docs,) = collect_status(pipeline.clients, pipeline.settings, pipeline.clock).collections
+
+    assert docs.lease_owner is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="status.py lists collections from pointers only; a first cycle that holds the lease "
+    "before any pointer exists is not shown (the brief asks for pointers plus lease items)",
+)
+def test_a_collection_whose_first_cycle_holds_the_lease_is_listed(pipeline: Pipeline) -> None:
+    pipeline.compactor("b").leases.acquire("fresh", "lambda-1", seconds=60)
+
+    status = collect_status(pipeline.clients, pipeline.settings, pipeline.clock)
+
+    assert [(c.collection, c.version, c.lease_owner) for c in status.collections] == [
+        ("fresh", 0, "lambda-1")
+    ]
+
+
+def test_status_counts_visible_and_in_flight_messages(pipeline: Pipeline) -> None:
+    pipeline.send(*(ops.upsert("docs", f"d{i}", 1, vector(i)) for i in range(5)))
+    pipeline.receive_event(max_messages=2)
+
+    (queue,) = collect_status(pipeline.clients, pipeline.settings, pipeline.clock).queues
+
+    assert (queue.queue_url, queue.visible, queue.in_flight) == (pipeline.created.queue_url, 3, 2)
+
+
+def test_status_finds_the_dlq_from_the_redrive_policy(pipeline: Pipeline) -> None:
+    (queue,) = collect_status(pipeline.clients, pipeline.settings, pipeline.clock).queues
+
+    assert (queue.dlq_url, queue.dlq_visible) == (pipeline.created.dlq_url, 0)
+
+
+def test_a_message_in_the_dlq_makes_the_pipeline_unhealthy(pipeline: Pipeline) -> None:
+    _poison_the_dlq(pipeline)
+
+    status = collect_status(pipeline.clients, pipeline.settings, pipeline.clock)
+
+    assert status.queues[0].dlq_visible == 1
+    assert status.healthy is False
+
+
+def test_an_empty_dlq_is_healthy(pipeline: Pipeline) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+
+    assert collect_status(pipeline.clients, pipeline.settings, pipeline.clock).healthy is True
+
+
+def test_status_never_spends_a_receive_count(pipeline: Pipeline) -> None:
+    pipeline.send(ops.upsert("docs", "a", 1, vector(1)))
+
+    collect_status(pipeline.clients, pipeline.settings, pipeline.clock)
+
+    (message,) = pipeline.receive_event()
+    assert message.receive_count == 1
+
+
+def test_oldest_message_age_is_unknown_without_a_cloudwatch_datapoint(pipeline: Pipeline) -> None:
+    pipeline.send(ops.upsert("docs", "a", 1, vector(1)))
+
+    (queue,) = collect_status(pipeline.clients, pipeline.settings, pipeline.clock).queues
+
+    assert queue.oldest_age_s is None
+
+
+def test_oldest_message_age_comes_from_cloudwatch(pipeline: Pipeline) -> None:
+    import boto3
+
+    # GIVEN the datapoint SQS would publish for this queue a minute ago
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/SQS",
+        MetricData=[
+            {
+                "MetricName": "ApproximateAgeOfOldestMessage",
+                "Dimensions": [
+                    {"Name": "QueueName", "Value": pipeline.created.queue_url.rsplit("/", 1)[-1]}
+                ],
+                "Value": 420.0,
+                "Timestamp": datetime.now(UTC) - timedelta(minutes=1),
+            }
+        ],
+    )
+
+    (queue,) = collect_status(pipeline.clients, pipeline.settings, pipeline.clock).queues
+
+    assert queue.oldest_age_s == 420.0
+
+
+def test_to_json_is_plain_json_with_health_collections_and_queues(pipeline: Pipeline) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+
+    doc = collect_status(pipeline.clients, pipeline.settings, pipeline.clock).to_json()
+
+    assert json.loads(json.dumps(doc)) == doc
+    assert set(doc) == {"healthy", "collections", "queues"}
+    assert set(doc["collections"][0]) == {
+        "collection",
+        "version",
+        "record_count",
+        "pointer_age_s",
+        "lease_owner",
+        "lease_expires_in_s",
+    }
+    assert set(doc["queues"][0]) == {
+        "queue_url",
+        "visible",
+        "in_flight",
+        "dlq_url",
+        "dlq_visible",
+        "oldest_age_s",
+    }
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def _rendered(status: PipelineStatus) -> str:
+    out = io.StringIO()
+    render_status(status, Console(file=out, width=200, color_system=None))
+    return out.getvalue()
+
+
+def test_render_shows_ages_in_seconds_and_minutes() -> None:
+    status = PipelineStatus(
+        collections=[CollectionStatus("docs", 4, 120, 12.0, "lambda-1", 180.0)],
+        queues=[QueueStatus("https://sqs/q", 0, 0, "https://sqs/q-dlq", 0, None)],
+    )
+
+    out = _rendered(status)
+
+    assert "12s" in out and "lambda-1 (3m left)" in out
+
+
+def test_render_tells_the_operator_to_redrive_when_the_dlq_holds_messages() -> None:
+    status = PipelineStatus(
+        collections=[], queues=[QueueStatus("https://sqs/q", 0, 0, "https://sqs/q-dlq", 2, None)]
+    )
+
+    assert "redrive" in _rendered(status)
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+
+
+def test_status_command_exits_0_and_prints_tables_when_healthy(
+    pipeline: Pipeline, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+
+    assert main(["status"]) == 0
+
+    out = capsys.readouterr().out
+    assert "Collections" in out and "docs" in out and pipeline.names.queue in out
+
+
+def test_status_command_exits_1_when_the_dlq_holds_a_message(
+    pipeline: Pipeline, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _poison_the_dlq(pipeline)
+
+    assert main(["status", "--json"]) == 1
+
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["healthy"] is False and doc["queues"][0]["dlq_visible"] == 1
