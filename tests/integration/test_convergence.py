@@ -123,8 +123,13 @@ def test_any_delivery_with_crashes_converges_on_the_table(
     if not table and final == 0:
         return
     got = snapshot_state(reader, collection)
+    for version in reader.store.list_versions(collection):
+        older = snapshot_state(reader, collection, version)
+        note(f"v{version}: { {k: (v[0][:4], v[1]) for k, v in older.items()} }")
+    note(f"want: { {k: (v[0].tobytes()[:4], v[1]) for k, v in table.items()} }")
     assert sorted(got) == sorted(table)
     for key, (embedding, document, metadata) in table.items():
+        note(f"{key}: snapshot {got[key][1:]} table {(document, metadata)}")
         assert np.allclose(np.frombuffer(got[key][0], dtype="<f4"), embedding, rtol=1e-5, atol=1e-7)
         assert got[key][1:] == (document, metadata)
     _every_version_opens(reader, collection)
