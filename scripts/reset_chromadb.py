@@ -7,7 +7,8 @@ collection from a scan of the source table as a new version 1.
 
 It reads the same environment variables as the Lambdas (CONTROL_TABLE_NAME, SNAPSHOT_BUCKET,
 COMPACTION_QUEUE_URL or COMPACTION_QUEUE_URLS, SOURCE_TABLE_NAME, ...) and works against AWS as
-it is, or against a local stack after `eval "$(chroma-compactor local env)"`.
+it is, or against any local endpoint named by AWS_ENDPOINT_URL (for a local stack:
+`eval "$(chroma-compactor local env)"`).
 This is `chroma-compactor reset`; both run the same code.
 """
 

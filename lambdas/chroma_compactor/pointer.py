@@ -65,16 +65,20 @@ class PointerTable:
         )
 
     def collections(self) -> list[str]:
-        """Every collection that has a pointer (a scan: for operators, not hot paths)."""
+        """Every collection with a pointer or a lease (a scan: for operators, not hot paths).
+
+        A lease without a pointer is a collection whose first cycle is running or crashed.
+        """
         names: list[str] = []
         for page in self._ddb.get_paginator("scan").paginate(
             TableName=self.table_name, ProjectionExpression="pk"
         ):
             for item in page.get("Items", []):
                 pk = item["pk"]["S"]
-                if pk.startswith("pointer#"):
-                    names.append(pk.removeprefix("pointer#"))
-        return sorted(names)
+                kind, _, name = pk.partition("#")
+                if kind in ("pointer", "lease"):
+                    names.append(name)
+        return sorted(set(names))
 
     def commit(
         self,

@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 _TASK_POLL_S = 1.0
 _TASK_TIMEOUT_S = 900.0
 # What an endpoint without message move tasks answers.
-_NO_MOVE_TASKS = ("UnsupportedOperation", "InvalidAction", "NotImplemented")
+_NO_MOVE_TASKS = (
+    "UnsupportedOperation",
+    "AWS.SimpleQueueService.UnsupportedOperation",
+    "InvalidAction",
+    "NotImplemented",
+)
 
 
 def redrive(sqs: SQSClient, queue_url: str) -> int:

@@ -216,13 +216,6 @@ def test_a_refused_move_task_is_not_papered_over_by_the_fallback(
         redrive(sqs, QUEUE_URL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ClientError,
-    reason="SQS speaks JSON with x-amzn-query-error, so botocore reports "
-    "'AWS.SimpleQueueService.UnsupportedOperation'; redrive._NO_MOVE_TASKS lists only the short "
-    "code, so this error escapes instead of falling back to receive/send",
-)
 def test_an_endpoint_without_move_tasks_falls_back_to_receive_and_send(
     stubbed: tuple[SQSClient, Stubber],
 ) -> None:

@@ -274,10 +274,5 @@ def test_the_script_help_runs_without_aws_and_lists_its_options() -> None:
     assert "CONTROL_TABLE_NAME" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scripts/reset_chromadb.py's help says 'a local stack after eval ...' but does not "
-    "name AWS_ENDPOINT_URL, which the brief asks it to",
-)
 def test_the_script_help_says_how_to_point_it_at_a_local_stack() -> None:
     assert "AWS_ENDPOINT_URL" in _script_help()

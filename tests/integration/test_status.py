@@ -93,11 +93,6 @@ def test_an_expired_lease_shows_no_holder(pipeline: Pipeline) -> None:
     assert docs.lease_owner is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="status.py lists collections from pointers only; a first cycle that holds the lease "
-    "before any pointer exists is not shown (the brief asks for pointers plus lease items)",
-)
 def test_a_collection_whose_first_cycle_holds_the_lease_is_listed(pipeline: Pipeline) -> None:
     pipeline.compactor("b").leases.acquire("fresh", "lambda-1", seconds=60)
 
