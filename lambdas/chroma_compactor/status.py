@@ -122,13 +122,8 @@ def _depth(sqs: SQSClient, url: str) -> tuple[int, int]:
 
 def _oldest_age(clients: Clients, url: str) -> float | None:
     """From CloudWatch, never by peeking: a peek would spend a receive count toward the DLQ."""
-    import boto3
-
-    from chroma_compactor.wiring import CLIENT_CONFIG
-
-    cloudwatch = boto3.client("cloudwatch", config=CLIENT_CONFIG)
     end = datetime.now(UTC)
-    points = cloudwatch.get_metric_statistics(
+    points = clients.cloudwatch.get_metric_statistics(
         Namespace="AWS/SQS",
         MetricName="ApproximateAgeOfOldestMessage",
         Dimensions=[{"Name": "QueueName", "Value": url.rsplit("/", 1)[-1]}],

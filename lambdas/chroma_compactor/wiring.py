@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -54,6 +54,7 @@ class Clients:
     s3: S3Client
     sqs: SQSClient
     streams: DynamoDBStreamsClient
+    cloudwatch: Any  # only status reads a metric; no stubs package pinned for it
 
     @classmethod
     def create(cls, session: boto3.Session | None = None) -> Clients:
@@ -63,6 +64,7 @@ class Clients:
             s3=s.client("s3", config=CLIENT_CONFIG),
             sqs=s.client("sqs", config=CLIENT_CONFIG),
             streams=s.client("dynamodbstreams", config=CLIENT_CONFIG),
+            cloudwatch=s.client("cloudwatch", config=CLIENT_CONFIG),
         )
 
 
