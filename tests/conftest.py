@@ -80,5 +80,13 @@ def compactor(pipeline: Pipeline) -> Compactor:
 
 
 @pytest.fixture
+def cli_env(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
+    """The environment a Lambda of this pipeline would get, for the CLI to read."""
+    for name, value in pipeline.settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    return pipeline
+
+
+@pytest.fixture
 def reader(pipeline: Pipeline) -> Reader:
     return pipeline.reader()

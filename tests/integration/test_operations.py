@@ -23,13 +23,6 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).parents[2]
 
 
-@pytest.fixture
-def cli_env(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
-    for name, value in pipeline.settings.to_env().items():
-        monkeypatch.setenv(name, value)
-    return pipeline
-
-
 def _poison_the_dlq(pipeline: Pipeline) -> None:
     pipeline.send(ops.upsert("docs", "a", 1, vector(1)), "garbage")
     pipeline.drain(pipeline.compactor("a"))

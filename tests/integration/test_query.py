@@ -38,13 +38,6 @@ def docs(pipeline: Pipeline) -> Pipeline:
     return pipeline
 
 
-@pytest.fixture
-def cli_env(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment a Lambda of this pipeline would get, for the CLI to read."""
-    for name, value in pipeline.settings.to_env().items():
-        monkeypatch.setenv(name, value)
-
-
 def test_query_by_vector_returns_the_exact_record_first_at_distance_zero(
     docs: Pipeline, reader: Reader
 ) -> None:

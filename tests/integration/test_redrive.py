@@ -36,13 +36,6 @@ BOTH_QUEUE_TYPES = pytest.mark.parametrize(
 )
 
 
-@pytest.fixture
-def cli_env(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment a Lambda of this pipeline would get, for the CLI to read."""
-    for name, value in pipeline.settings.to_env().items():
-        monkeypatch.setenv(name, value)
-
-
 def _fill_the_dlq(pipeline: Pipeline, *bodies: str) -> None:
     """Unparseable bodies: rejected on every receive until SQS moves them to the DLQ."""
     pipeline.send(*bodies)

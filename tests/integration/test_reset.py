@@ -25,13 +25,6 @@ SCRIPT = Path(__file__).parents[2] / "scripts" / "reset_chromadb.py"
 
 
 @pytest.fixture
-def cli_env(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment a Lambda of this pipeline would get, for the CLI to read."""
-    for name, value in pipeline.settings.to_env().items():
-        monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
 def used(pipeline: Pipeline) -> Pipeline:
     """A pipeline that has run: two collections compacted, one message queued, one in the DLQ."""
     for i in range(4):

@@ -25,13 +25,6 @@ if TYPE_CHECKING:
     from support import Pipeline
 
 
-@pytest.fixture
-def cli_env(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment a Lambda of this pipeline would get, for the CLI to read."""
-    for name, value in pipeline.settings.to_env().items():
-        monkeypatch.setenv(name, value)
-
-
 def _compact(pipeline: Pipeline, *operations: ops.Operation | str) -> None:
     pipeline.send(*operations)
     pipeline.drain(pipeline.compactor("a"))
