@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from moto import mock_aws
 
+from chroma_compactor.lease import LeaseTable
 from chroma_compactor.resources import PipelineNames, create_pipeline
 from chroma_compactor.settings import QueueType, Settings
 from chroma_compactor.wiring import Clients
@@ -77,6 +78,11 @@ def pipeline(clients: Clients, tmp_path: Path, clock: FakeClock, queue_type: Que
 @pytest.fixture
 def compactor(pipeline: Pipeline) -> Compactor:
     return pipeline.compactor("a")
+
+
+@pytest.fixture
+def leases(pipeline: Pipeline) -> LeaseTable:
+    return LeaseTable(pipeline.clients.dynamodb, pipeline.names.control_table, pipeline.clock)
 
 
 @pytest.fixture

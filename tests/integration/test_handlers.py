@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,7 @@ import pytest
 import enhanced_compaction_handler
 import stream_forwarder
 from chroma_compactor import ops
+from chroma_compactor.pollers import LambdaContext
 from support import snapshot_state, vector
 
 if TYPE_CHECKING:
@@ -27,17 +27,6 @@ EVENTS = Path(__file__).parent.parent / "events"
 
 def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "compactor"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:compactor"
-    aws_request_id: str = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
 
 
 @pytest.fixture
@@ -75,7 +64,7 @@ def test_compaction_handler_reports_only_the_bad_message(
     event = sqs_event(pipeline)
     bad_id = next(r["messageId"] for r in event["Records"] if r["body"] == "garbage")
 
-    response = enhanced_compaction_handler.handler(event, LambdaContext())  # type: ignore[arg-type]
+    response = enhanced_compaction_handler.handler(event, LambdaContext("compactor"))  # type: ignore[arg-type]
 
     assert response == {"batchItemFailures": [{"itemIdentifier": bad_id}]}
     assert set(snapshot_state(reader, "docs")) == {"a", "b"}
@@ -90,7 +79,7 @@ def test_compaction_handler_logs_counters_and_emits_metrics(
     )
 
     with caplog.at_level(logging.INFO):
-        enhanced_compaction_handler.handler(sqs_event(pipeline), LambdaContext())  # type: ignore[arg-type]
+        enhanced_compaction_handler.handler(sqs_event(pipeline), LambdaContext("compactor"))  # type: ignore[arg-type]
 
     finished = next(r for r in caplog.records if r.getMessage() == "cycle finished")
     assert (finished.applied, finished.not_found, finished.committed_version) == (1, 1, 1)  # type: ignore[attr-defined]
@@ -103,7 +92,9 @@ def test_compaction_handler_logs_counters_and_emits_metrics(
 def test_stream_forwarder_sends_valid_records_and_reports_the_invalid_one(
     pipeline: Pipeline,
 ) -> None:
-    response = stream_forwarder.handler(load_event("dynamodb_stream_event.json"), LambdaContext())  # type: ignore[arg-type]
+    response = stream_forwarder.handler(
+        load_event("dynamodb_stream_event.json"), LambdaContext("compactor")
+    )  # type: ignore[arg-type]
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "113"}]}
     bodies = sorted((ops.decode(m.body) for m in pipeline.receive_event()), key=lambda op: op.id)

@@ -7,18 +7,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from chroma_compactor.errors import LeaseBusy, LeaseLost
-from chroma_compactor.lease import LeaseTable
 
 if TYPE_CHECKING:
+    from chroma_compactor.lease import LeaseTable
     from support import Pipeline
 
 C = "docs"
 SECONDS = 30.0
-
-
-@pytest.fixture
-def leases(pipeline: Pipeline) -> LeaseTable:
-    return LeaseTable(pipeline.clients.dynamodb, pipeline.names.control_table, pipeline.clock)
 
 
 def test_a_free_lease_is_acquired_with_token_1(leases: LeaseTable) -> None:

@@ -7,19 +7,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from chroma_compactor.errors import CommitRejected
-from chroma_compactor.lease import Lease, LeaseTable
 from chroma_compactor.pointer import Pointer, PointerTable
 
 if TYPE_CHECKING:
+    from chroma_compactor.lease import Lease, LeaseTable
     from support import FakeClock, Pipeline
 
 C = "docs"
 SECONDS = 30.0
-
-
-@pytest.fixture
-def leases(pipeline: Pipeline) -> LeaseTable:
-    return LeaseTable(pipeline.clients.dynamodb, pipeline.names.control_table, pipeline.clock)
 
 
 @pytest.fixture
