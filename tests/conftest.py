@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,6 +13,7 @@ from chroma_compactor.lease import LeaseTable
 from chroma_compactor.resources import PipelineNames, create_pipeline
 from chroma_compactor.settings import QueueType, Settings
 from chroma_compactor.wiring import Clients
+from faults import FlakyAws, InFlight
 from support import FakeClock, Pipeline
 
 if TYPE_CHECKING:
@@ -45,6 +47,14 @@ def clients() -> Iterator[Clients]:
 
 
 @pytest.fixture
+def no_retry_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore retries injected faults at once instead of sleeping its backoff between them."""
+    import botocore.endpoint
+
+    monkeypatch.setattr(botocore.endpoint, "time", SimpleNamespace(sleep=lambda _s: None))
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
@@ -73,6 +83,20 @@ def pipeline(clients: Clients, tmp_path: Path, clock: FakeClock, queue_type: Que
     return Pipeline(
         clients=clients, names=names, created=created, settings=settings, clock=clock, tmp=tmp_path
     )
+
+
+@pytest.fixture
+def in_flight(pipeline: Pipeline) -> InFlight:
+    """Ends the invisibility of received messages, standing in for a visibility timeout."""
+    return InFlight(pipeline.clients.sqs, pipeline.created.queue_url)
+
+
+@pytest.fixture
+def flaky_aws(pipeline: Pipeline, no_retry_backoff: None) -> FlakyAws:
+    """S3 and DynamoDB requests of the pipeline's clients fail at a rate the test sets."""
+    flaky = FlakyAws()
+    flaky.attach(pipeline.clients.s3, pipeline.clients.dynamodb)
+    return flaky
 
 
 @pytest.fixture

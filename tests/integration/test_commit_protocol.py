@@ -8,30 +8,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from chroma_compactor import ops
-from chroma_compactor.cycle import Hooks, Step
+from chroma_compactor.cycle import Step
+from faults import At, SimulatedCrash, crash
 from support import snapshot_state, vector
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from chroma_compactor.reader import Reader
     from support import Pipeline
-
-
-class SimulatedCrash(BaseException):
-    """A process dying mid-step: no except clause of the compactor may run cleanup for it."""
-
-
-class At(Hooks):
-    """Run ``action`` once, just before ``step``."""
-
-    def __init__(self, step: Step, action: Callable[[], None]) -> None:
-        self.step, self.action, self.fired = step, action, False
-
-    def before(self, step: Step, collection: str) -> None:
-        if step is self.step and not self.fired:
-            self.fired = True
-            self.action()
 
 
 def test_lease_expiring_between_upload_and_commit_loses_no_update(
@@ -96,9 +79,6 @@ def test_a_crash_leaves_pointer_and_messages_and_the_next_cycle_converges(
     pipeline.send(ops.upsert("docs", "old", 1, vector(0)))
     pipeline.drain(pipeline.compactor("setup"))
     pipeline.send(*(ops.upsert("docs", f"new{i}", 1, vector(i)) for i in range(5)))
-
-    def crash() -> None:
-        raise SimulatedCrash
 
     a = pipeline.compactor("a", hooks=At(crash_before, crash))
     with pytest.raises(SimulatedCrash):
