@@ -11,6 +11,12 @@ change cost only:
   when asked, counted in one pass;
 * the SQS module's clock reads ``time.time()`` instead of building datetimes.
 
+One patch fixes behaviour: after a FIFO group's visibility timeout expires, moto 5.2.5 hands
+back only the group's *last* in-flight message (it frees the group only when it reaches that
+message, skipping the earlier ones), so a killed compactor's batch would come back out of order
+and piecemeal. ``receive_message`` now first frees every message whose timeout has expired, as
+SQS does, so the whole group is redelivered in order.
+
 ``tests/integration/test_moto_patches.py`` shows the unpatched cost and that the patched
 attributes and visibility rules answer as before.
 """
@@ -85,6 +91,16 @@ def apply() -> None:
         return attributes
 
     backend_cls.get_queue_attributes = get_queue_attributes
+
+    original_receive = backend_cls.receive_message
+
+    def receive_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        queue = self.get_queue(queue_name)
+        for message in [m for m in queue.pending_messages if m.visible]:
+            queue.pending_messages.discard(message)
+        return original_receive(self, queue_name, *args, **kwargs)
+
+    backend_cls.receive_message = receive_message
     _applied = True
 
 

@@ -1,4 +1,5 @@
-"""moto 5.2.5 recounts a whole queue for every message sent or received; local mode patches that.
+"""moto 5.2.5 recounts a whole queue for every message sent or received, and redelivers only the
+last message of an expired FIFO group; local mode patches both.
 
 Each test runs in a fresh interpreter so that patched and unpatched moto never share a process.
 """
@@ -39,10 +40,35 @@ with mock_aws():
     print(json.dumps({"scans": per_call_scans, "received": len(got), "attrs": attrs, "named": named}))
 """
 
+FIFO_SCRIPT = """
+import json, sys, time
+import boto3
+from moto import mock_aws
+if sys.argv[1] == "patched":
+    from chroma_compactor import moto_patches
+    moto_patches.apply()
+with mock_aws():
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="q.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    for i in range(3):
+        sqs.send_message(
+            QueueUrl=url, MessageBody=f"m{i}", MessageGroupId="g", MessageDeduplicationId=str(i)
+        )
+    receive = lambda: [
+        m["Body"]
+        for m in sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=1
+        ).get("Messages", [])
+    ]
+    first = receive()
+    time.sleep(1.2)  # the consumer died: its visibility timeout runs out
+    print(json.dumps({"first": first, "after_timeout": receive()}))
+"""
 
-def _run(mode: str) -> dict[str, object]:
+
+def _run(mode: str, script: str = SCRIPT) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, mode], capture_output=True, text=True, check=True
     ).stdout
     return json.loads(out.splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -70,3 +96,14 @@ def test_patched_moto_answers_the_same_without_scanning() -> None:
             "VisibilityTimeout": "30",
         }
     )
+
+
+def test_unpatched_moto_redelivers_only_the_last_message_of_an_expired_fifo_group() -> None:
+    assert _run("plain", FIFO_SCRIPT) == {"first": ["m0", "m1", "m2"], "after_timeout": ["m2"]}
+
+
+def test_patched_moto_redelivers_the_whole_expired_fifo_group_in_order() -> None:
+    assert _run("patched", FIFO_SCRIPT) == {
+        "first": ["m0", "m1", "m2"],
+        "after_timeout": ["m0", "m1", "m2"],
+    }
