@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-all test-slow lint format clean soak
+.PHONY: help install run test test-all test-slow lint format clean soak reliability
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test-all: lint  ## Everything, slow suites included
 
 soak: $(STAMP)  ## Thousands of fault scenarios (SOAK_EXAMPLES, default 2000 per queue type)
 	CONVERGENCE_EXAMPLES=$${SOAK_EXAMPLES:-2000} $(BIN)/pytest -p no:cacheprovider tests/integration/test_convergence.py
+
+reliability: $(STAMP)  ## Run the fault suites and regenerate docs/reliability.md
+	$(BIN)/python scripts/reliability_report.py
 
 clean:  ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
