@@ -62,7 +62,7 @@ class Pipeline:
 
     def reader(self) -> Reader:
         c = self.compactor("reader")
-        return Reader(c.pointers, c.store, self.tmp / "reader-cache")
+        return Reader(c.pointers, c.store, self.tmp / "reader-cache", c.layouts)
 
     # -- writing ----------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from chroma_compactor.pointer import Pointer, PointerTable
     from chroma_compactor.queue import QueueMessage
     from chroma_compactor.settings import Settings
+    from chroma_compactor.shards import Layout, LayoutTable
     from chroma_compactor.snapshot_store import Manifest, SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class Compactor:
     store: SnapshotStore
     sqs: SQSClient
     owner: str
+    layouts: LayoutTable
     clock: Callable[[], float] = time.time
     hooks: Hooks = field(default_factory=Hooks)
 
@@ -139,8 +141,12 @@ class CycleReport:
 
 @dataclass
 class _Work:
-    """Messages of this invocation, decoded and grouped by collection, until each is settled."""
+    """Messages of this invocation, decoded and grouped by partition, until each is settled.
 
+    A partition is a collection, or one shard of a sharded collection (see shards.py).
+    """
+
+    partition_of: Callable[[Operation], str]
     pending: dict[str, list[tuple[QueueMessage, Operation]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -148,19 +154,40 @@ class _Work:
     done: list[QueueMessage] = field(default_factory=list)  # deleted after commit
 
     def add(self, messages: list[QueueMessage]) -> None:
+        """All or nothing: if a layout cannot be read, no message is taken."""
+        routed: list[tuple[str, QueueMessage, Operation]] = []
+        rejected: list[tuple[QueueMessage, str]] = []
         for message in messages:
             try:
                 op = decode(message.body)
             except InvalidMessage as e:
-                self.failed.append((message, str(e)))
+                rejected.append((message, str(e)))
                 continue
-            self.pending[op.collection].append((message, op))
+            routed.append((self.partition_of(op), message, op))
+        self.failed += rejected
+        for partition, message, op in routed:
+            self.pending[partition].append((message, op))
 
     def next_collection(self) -> str | None:
         return next((c for c, items in self.pending.items() if items), None)
 
     def take(self, collection: str) -> list[tuple[QueueMessage, Operation]]:
         return self.pending.pop(collection, [])
+
+
+class _Layouts:
+    """Each collection's layout, read once per invocation."""
+
+    def __init__(self, c: Compactor) -> None:
+        self._c = c
+        self._known: dict[str, Layout] = {}
+
+    def partition_of(self, op: Operation) -> str:
+        layout = self._known.get(op.collection)
+        if layout is None:
+            configured = self._c.settings.shards_for(op.collection)
+            layout = self._known[op.collection] = self._c.layouts.ensure(op.collection, configured)
+        return layout.partition_of(op.id)
 
 
 def run_cycle(
@@ -171,9 +198,9 @@ def run_cycle(
     ``deadline`` is on ``time.monotonic()``'s clock: the invocation must be over by then.
     """
     report = CycleReport()
-    work = _Work()
-    work.add(event_messages)
+    work = _Work(_Layouts(compactor).partition_of)
     queue = WorkQueue(compactor.sqs, queue_url)
+    work.add(event_messages)
     try:
         while (collection := work.next_collection()) is not None:
             report.outcomes.append(
@@ -229,7 +256,11 @@ def _compact_collection(
             with timer(Step.FETCH, c.hooks, collection):
                 fetched = fetch_more(c, queue, deadline)
                 report.fetched += len(fetched)
-                work.add(fetched)
+                try:
+                    work.add(fetched)
+                except Exception:
+                    queue.release(fetched)  # none was taken; none may wait hidden
+                    raise
             batch = work.take(collection)
             outcome.messages = len(batch)
             applied = publish(

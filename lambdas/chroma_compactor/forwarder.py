@@ -25,6 +25,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from chroma_compactor.errors import ConfigurationError, InvalidMessage
 from chroma_compactor.ops import Operation, OpKind, decode, encode, pack_embedding
+from chroma_compactor.shards import Layout
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -142,13 +143,15 @@ def forward(sqs: SQSClient, settings: Settings, records: Iterable[dict[str, Any]
         by_queue.setdefault(url, []).append(StreamItem(seq, record["eventID"], op))
     for url, items in by_queue.items():
         for batch in _batches(items):
-            failed = _send(sqs, url, batch)
+            failed = _send(sqs, url, batch, settings)
             result.sent += len(batch) - len(failed)
             result.failed_sequence_numbers.extend(i.sequence_number for i in failed)
     return result
 
 
-def _send(sqs: SQSClient, url: str, items: list[StreamItem]) -> list[StreamItem]:
+def _send(
+    sqs: SQSClient, url: str, items: list[StreamItem], settings: Settings
+) -> list[StreamItem]:
     """SendMessageBatch with retries of the entries SQS refused; return those still refused."""
     fifo = url.endswith(".fifo")
     pending = {str(i): item for i, item in enumerate(items)}
@@ -157,7 +160,11 @@ def _send(sqs: SQSClient, url: str, items: list[StreamItem]) -> list[StreamItem]
         for entry_id, item in pending.items():
             entry: dict[str, Any] = {"Id": entry_id, "MessageBody": encode(item.op)}
             if fifo:
-                entry["MessageGroupId"] = f"compaction:{item.op.collection}"
+                # One group per shard, so a FIFO queue's shards compact in parallel. Routing by
+                # the configured count is safe even mid-reshard: the compactor re-routes by the
+                # layout it reads, and the group only decides parallelism.
+                layout = Layout(item.op.collection, settings.shards_for(item.op.collection))
+                entry["MessageGroupId"] = layout.group_id(item.op.id)
                 entry["MessageDeduplicationId"] = item.event_id[:128]
             entries.append(entry)
         out = sqs.send_message_batch(QueueUrl=url, Entries=entries)

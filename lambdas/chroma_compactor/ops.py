@@ -17,11 +17,21 @@ import base64
 import binascii
 import json
 import math
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from chroma_compactor.errors import InvalidMessage
@@ -31,6 +41,8 @@ SCHEMA_VERSION = 1
 COLLECTION_NAME_MIN, COLLECTION_NAME_MAX = 3, 512
 # Chroma's rule: letters, digits, '.', '_', '-'; starting and ending with a letter or digit.
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$"
+# Shards are stored as collections named <collection>.s<i>-of-<n> (see shards.py).
+RESERVED_SUFFIX = re.compile(r"\.s\d+-of-\d+$")
 MAX_DOCUMENT_BYTES = 256 * 1024
 
 MetadataValue = StrictStr | StrictBool | StrictInt | StrictFloat
@@ -63,6 +75,15 @@ class Operation(BaseModel):
     embedding: bytes | None = None  # float32 little-endian
     document: str | None = None
     metadata: Metadata | None = None
+
+    @field_validator("collection")
+    @classmethod
+    def _not_a_partition_name(cls, value: str) -> str:
+        if RESERVED_SUFFIX.search(value):
+            raise ValueError(
+                "names ending in '.s<i>-of-<n>' are reserved for the shards of a collection"
+            )
+        return value
 
     @property
     def dimension(self) -> int | None:

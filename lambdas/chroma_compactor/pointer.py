@@ -151,9 +151,13 @@ class PointerTable:
 
 
 def _version_condition(expected: int) -> dict[str, str]:
+    # A pointer retired by `reshard` belongs to a layout that no longer exists: a compactor that
+    # still routes by the old layout must not commit to it.
     if expected == 0:
-        return {"ConditionExpression": "attribute_not_exists(version)"}
-    return {"ConditionExpression": "version = :expected"}
+        return {
+            "ConditionExpression": "attribute_not_exists(version) AND attribute_not_exists(retired)"
+        }
+    return {"ConditionExpression": "version = :expected AND attribute_not_exists(retired)"}
 
 
 def _version_values(expected: int) -> dict[str, dict[str, str]]:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from chroma_compactor.pointer import PointerTable
+    from chroma_compactor.shards import LayoutTable
     from chroma_compactor.snapshot_store import Manifest, SnapshotStore
 
 
@@ -31,6 +32,7 @@ class Reader:
     pointers: PointerTable
     store: SnapshotStore
     cache_dir: Path
+    layouts: LayoutTable
 
     def resolve(self, collection: str, version: int | None = None) -> Manifest:
         if version is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from enum import StrEnum
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -38,6 +38,7 @@ HNSW_SPACE = "HNSW_SPACE"
 COMPACTION_BATCH_SIZE = "COMPACTION_BATCH_SIZE"
 COMPACTION_BATCHING_WINDOW_SECONDS = "COMPACTION_BATCHING_WINDOW_SECONDS"
 STREAM_BATCH_SIZE = "STREAM_BATCH_SIZE"
+COLLECTION_SHARDS = "COLLECTION_SHARDS"
 
 # Lambda's limits for an SQS event source mapping.
 FIFO_MAX_BATCH_SIZE = 10
@@ -81,6 +82,8 @@ class Settings(BaseModel):
         default=None, ge=0, le=MAX_BATCHING_WINDOW_SECONDS
     )
     stream_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Shards of a *new* collection (default 1); an existing one keeps its layout until resharded.
+    collection_shards: dict[str, Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_queue_route(self) -> Self:
@@ -139,6 +142,9 @@ class Settings(BaseModel):
             raise ConfigurationError(f"{COMPACTION_QUEUE_URL} is not set")
         return self.compaction_queue_url
 
+    def shards_for(self, collection: str) -> int:
+        return self.collection_shards.get(collection, 1)
+
     def queue_urls(self) -> list[str]:
         if self.compaction_queue_urls:
             return sorted(set(self.compaction_queue_urls.values()))
@@ -152,15 +158,12 @@ class Settings(BaseModel):
         for name in _ENV_FIELDS:
             if name in env and env[name] != "":
                 fields[name.lower()] = env[name]
-        if COMPACTION_QUEUE_URLS.lower() in fields:
-            try:
-                fields["compaction_queue_urls"] = json.loads(
-                    str(fields[COMPACTION_QUEUE_URLS.lower()])
-                )
-            except json.JSONDecodeError as e:
-                raise ConfigurationError(
-                    f"{COMPACTION_QUEUE_URLS} is not a JSON object: {e}"
-                ) from e
+        for name in _JSON_FIELDS:
+            if name.lower() in fields:
+                try:
+                    fields[name.lower()] = json.loads(str(fields[name.lower()]))
+                except json.JSONDecodeError as e:
+                    raise ConfigurationError(f"{name} is not a JSON object: {e}") from e
         try:
             return cls.model_validate(fields)
         except ValidationError as e:
@@ -177,7 +180,7 @@ class Settings(BaseModel):
         env: dict[str, str] = {}
         for name in _ENV_FIELDS:
             value = getattr(self, name.lower())
-            if name == COMPACTION_QUEUE_URLS:
+            if name in _JSON_FIELDS:
                 if value:
                     env[name] = json.dumps(value, sort_keys=True)
             elif value is not None and value != "":
@@ -185,6 +188,7 @@ class Settings(BaseModel):
         return env
 
 
+_JSON_FIELDS = (COMPACTION_QUEUE_URLS, COLLECTION_SHARDS)
 _ENV_FIELDS = (
     SOURCE_TABLE_NAME,
     CONTROL_TABLE_NAME,
@@ -205,4 +209,5 @@ _ENV_FIELDS = (
     COMPACTION_BATCH_SIZE,
     COMPACTION_BATCHING_WINDOW_SECONDS,
     STREAM_BATCH_SIZE,
+    COLLECTION_SHARDS,
 )

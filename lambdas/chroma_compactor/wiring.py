@@ -22,6 +22,7 @@ from chroma_compactor.cycle import Compactor, Hooks
 from chroma_compactor.lease import LeaseTable
 from chroma_compactor.pointer import PointerTable
 from chroma_compactor.reader import Reader
+from chroma_compactor.shards import LayoutTable
 from chroma_compactor.snapshot_store import SnapshotStore
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ def build_reader(settings: Settings, clients: Clients) -> Reader:
         PointerTable(clients.dynamodb, settings.control_table_name),
         SnapshotStore(clients.s3, settings.snapshot_bucket, settings.snapshot_prefix),
         Path(settings.cache_dir) / "reader",
+        LayoutTable(clients.dynamodb, settings.control_table_name),
     )
 
 
@@ -94,6 +96,7 @@ def build_compactor(
         pointers=PointerTable(clients.dynamodb, settings.control_table_name, clock),
         store=SnapshotStore(clients.s3, settings.snapshot_bucket, settings.snapshot_prefix),
         sqs=clients.sqs,
+        layouts=LayoutTable(clients.dynamodb, settings.control_table_name),
         owner=owner_id(),
         clock=clock,
         hooks=hooks or Hooks(),

@@ -12,6 +12,7 @@ from chroma_compactor import ops
 from chroma_compactor.errors import InvalidMessage
 from chroma_compactor.forwarder import forward, operation_from_record
 from chroma_compactor.settings import QueueType, Settings
+from chroma_compactor.shards import shard_of
 from support import vector
 
 if TYPE_CHECKING:
@@ -272,6 +273,21 @@ def test_a_fifo_queue_gets_one_group_per_collection_and_the_event_id_as_dedup_id
     (message,) = _drain(pipeline.clients.sqs, pipeline.created.queue_url)
     assert message["Attributes"]["MessageGroupId"] == "compaction:docs"
     assert message["Attributes"]["MessageDeduplicationId"] == record["eventID"]
+
+
+@pytest.mark.parametrize("queue_type", [QueueType.FIFO], indirect=True)
+def test_a_sharded_collection_gets_one_fifo_group_per_shard(pipeline: Pipeline) -> None:
+    settings = pipeline.settings.model_copy(update={"collection_shards": {"docs": 4}})
+    records = [_insert(f"id-{i:02d}", seed=i) for i in range(40)]
+
+    forward(pipeline.clients.sqs, settings, records)
+
+    groups = {
+        ops.decode(m["Body"]).id: m["Attributes"]["MessageGroupId"]
+        for m in _drain(pipeline.clients.sqs, pipeline.created.queue_url)
+    }
+    assert set(groups.values()) == {f"compaction:docs:{i}" for i in range(4)}
+    assert all(group == f"compaction:docs:{shard_of(id_, 4)}" for id_, group in groups.items())
 
 
 @pytest.mark.parametrize("queue_type", [QueueType.FIFO], indirect=True)
