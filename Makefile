@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-all test-slow lint format clean soak reliability
+.PHONY: help install run test test-all test-slow lint format clean soak reliability layer layer-check
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -20,18 +20,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)  ## Create .venv and install pinned dependencies (idempotent)
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check lambdas infra scripts tests
-	$(BIN)/ruff format --check lambdas infra scripts tests
+	$(BIN)/ruff check lambdas infra scripts layers tests
+	$(BIN)/ruff format --check lambdas infra scripts layers tests
 	$(BIN)/mypy
 
 format: $(STAMP)  ## Apply ruff format and fixes
-	$(BIN)/ruff format lambdas infra scripts tests
-	$(BIN)/ruff check --fix lambdas infra scripts tests
+	$(BIN)/ruff format lambdas infra scripts layers tests
+	$(BIN)/ruff check --fix lambdas infra scripts layers tests
 
 run: $(STAMP)  ## The whole pipeline locally on sample data (moto server + real ChromaDB)
 	$(BIN)/chroma-compactor demo
 
-test: lint  ## Lint, type-check and run the test suite (slow suites excluded)
+test: lint layer-check  ## Lint, type-check and run the test suite (slow suites excluded)
 	$(BIN)/pytest -m "not slow"
 
 test-slow: $(STAMP)  ## Run only the slow suites
@@ -45,6 +45,12 @@ soak: $(STAMP)  ## Thousands of fault scenarios (SOAK_EXAMPLES, default 2000 per
 
 reliability: $(STAMP)  ## Run the fault suites and regenerate docs/reliability.md
 	$(BIN)/python scripts/reliability_report.py
+
+layer: $(STAMP)  ## Build the ChromaDB Lambda layer (build/chromadb-layer.zip), size-checked
+	$(BIN)/python layers/build_layer.py
+
+layer-check: $(STAMP)  ## Build the same layer for this machine's Python, for its import test
+	$(BIN)/python layers/build_layer.py --python local --if-reachable
 
 clean:  ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
