@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from importlib.metadata import version as package_version
@@ -38,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     err = Console(stderr=True)
     try:
+        if args.stack_outputs is not None:
+            _load_stack_outputs(args.stack_outputs)
         return int(args.run(args))
     except EndpointConnectionError as e:
         err.print(
@@ -59,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Run `chroma-compactor COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=package_version("chroma-compactor"))
+    parser.add_argument(
+        "--stack-outputs",
+        metavar="FILE",
+        type=Path,
+        help="read the pipeline's names from `pulumi stack output --json > FILE` ('-': stdin) "
+        "instead of the environment (the outputs are named like the environment variables)",
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the whole pipeline locally on sample data (make run)")
@@ -314,6 +324,20 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _load_stack_outputs(path: Path) -> None:
+    """Pulumi's outputs carry the Settings' environment names; they win over the environment."""
+    text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    try:
+        outputs = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CompactorError(f"{path} is not the JSON of `pulumi stack output --json`: {e}") from e
+    if not isinstance(outputs, dict):
+        raise CompactorError(f"{path} is not the JSON of `pulumi stack output --json`")
+    for name, value in outputs.items():
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            os.environ[name] = str(value)
 
 
 def _from_env() -> tuple[Settings, Clients]:

@@ -22,6 +22,8 @@ from chroma_compactor.status import (
 from support import vector
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from support import Pipeline
 
 
@@ -242,3 +244,33 @@ def test_status_command_exits_1_when_the_dlq_holds_a_message(
 
     doc = json.loads(capsys.readouterr().out)
     assert doc["healthy"] is False and doc["queues"][0]["dlq_visible"] == 1
+
+
+def test_status_reads_the_pipeline_from_pulumi_stack_outputs(
+    pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+    outputs = {**pipeline.settings.to_env(), "DASHBOARD_NAME": "ignored-by-status"}
+    for name in outputs:
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+
+    code = main(["--stack-outputs", str(tmp_path / "outputs.json"), "status", "--json"])
+
+    assert code == 0
+    (docs,) = json.loads(capsys.readouterr().out)["collections"]
+    assert (docs["collection"], docs["version"]) == ("docs", 1)
+
+
+def test_unreadable_stack_outputs_are_refused_with_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "outputs.json").write_text("not json")
+
+    code = main(["--stack-outputs", str(tmp_path / "outputs.json"), "status"])
+
+    assert code == 2
+    assert "pulumi stack output --json" in capsys.readouterr().err
