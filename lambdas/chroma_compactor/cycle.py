@@ -243,7 +243,7 @@ def _compact_collection(
     timer = _PhaseTimer(outcome)
     cache = SnapshotCache(Path(c.settings.cache_dir), collection)
     batch: list[tuple[QueueMessage, Operation]] = []
-    failed_ids: set[str] = set()
+    failures: dict[str, str] = {}
     lease: Lease | None = None
     try:
         with timer(Step.LEASE, c.hooks, collection):
@@ -274,7 +274,7 @@ def _compact_collection(
                 timer,
                 deadline,
             )
-            failed_ids = applied.failed_ids
+            failures = applied.failures
             lease = heartbeat.lease
     except _ABANDON as e:
         outcome.abandoned = f"{type(e).__name__}: {e}"
@@ -286,7 +286,7 @@ def _compact_collection(
         _give_back(c, queue, batch or work.take(collection), lease, timer, collection)
         raise
 
-    ack(c, queue, batch, failed_ids, work, timer, collection)
+    ack(c, queue, batch, failures, work, timer, collection)
     _release_quietly(c, lease)
     return outcome
 
@@ -414,7 +414,7 @@ class Applied:
 
     plan: Plan
     result: ApplyResult | None
-    failed_ids: set[str]
+    failures: dict[str, str]  # id -> why it could not be applied
     records: int
     tombstones: int
     dimension: int | None
@@ -434,7 +434,7 @@ def apply(
     now = c.clock()
     with snapshot.open_ledger() as ledger:
         ops, rejected, dimension = reject_mismatched_dimensions(operations, ledger.dimension)
-        failed_ids = {op.id for op, _ in rejected}
+        failures = {op.id: reason for op, reason in rejected}
         for op, reason in rejected:
             log.error(
                 "operation rejected: %s", reason, extra={"collection": collection, "id": op.id}
@@ -458,11 +458,11 @@ def apply(
                     reason,
                     extra={"collection": collection, "id": id_},
                 )
-            failed_ids |= set(result.failed)
+            failures |= result.failed
         return Applied(
             plan=plan_,
             result=result,
-            failed_ids=failed_ids,
+            failures=failures,
             records=ledger.live_count(),
             tombstones=ledger.tombstone_count(),
             dimension=ledger.dimension,
@@ -521,18 +521,16 @@ def ack(
     c: Compactor,
     queue: WorkQueue,
     batch: list[tuple[QueueMessage, Operation]],
-    failed_ids: set[str],
+    failures: dict[str, str],
     work: _Work,
     timer: _PhaseTimer,
     collection: str,
 ) -> None:
     """After the commit: delete what is settled; failed ids' messages go the DLQ way."""
-    settled = [m for m, op in batch if op.id not in failed_ids]
+    settled = [m for m, op in batch if op.id not in failures]
     for message, op in batch:
-        if op.id in failed_ids:
-            work.failed.append(
-                (message, f"record {op.id!r} of {collection!r} could not be applied")
-            )
+        if op.id in failures:
+            work.failed.append((message, f"{collection!r}: {failures[op.id]}"))
     with timer(Step.DELETE, c.hooks, collection):
         refused = queue.delete(settled)
     if refused:
@@ -551,7 +549,7 @@ def _count(outcome: Outcome, applied: Applied) -> None:
     outcome.stale = applied.plan.stale
     outcome.not_found = applied.plan.not_found + (result.not_found if result else 0)
     outcome.applied = (result.upserted + result.deleted) if result else 0
-    outcome.failed = len(applied.failed_ids)
+    outcome.failed = len(applied.failures)
     outcome.records = applied.records
 
 

@@ -44,6 +44,9 @@ COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$"
 # Shards are stored as collections named <collection>.s<i>-of-<n> (see shards.py).
 RESERVED_SUFFIX = re.compile(r"\.s\d+-of-\d+$")
 MAX_DOCUMENT_BYTES = 256 * 1024
+# Metadata is filtered on, not stored in bulk: a bound keeps one record from bloating the SQLite
+# metadata segment (and, with the document, keeps a message under SQS's 256 KiB).
+MAX_METADATA_BYTES = 64 * 1024
 
 MetadataValue = StrictStr | StrictBool | StrictInt | StrictFloat
 Metadata = dict[str, MetadataValue]
@@ -227,6 +230,8 @@ def _check_shape(op: Operation) -> None:
         raise InvalidMessage(f"embedding of {op.id!r} contains NaN or infinity")
     if op.document is not None and len(op.document.encode("utf-8")) > MAX_DOCUMENT_BYTES:
         raise InvalidMessage(f"document of {op.id!r} is over {MAX_DOCUMENT_BYTES} bytes")
+    if op.metadata and len(json.dumps(op.metadata).encode("utf-8")) > MAX_METADATA_BYTES:
+        raise InvalidMessage(f"metadata of {op.id!r} is over {MAX_METADATA_BYTES} bytes as JSON")
     for key, value in (op.metadata or {}).items():
         if not key or key.startswith("chroma:"):
             raise InvalidMessage(f"metadata key {key!r} of {op.id!r} is reserved or empty")

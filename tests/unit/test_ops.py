@@ -137,6 +137,17 @@ _NAN_BASE64 = base64.b64encode(np.array([1.0, np.nan], dtype="<f4").tobytes()).d
             id="oversized-document-in-utf8-bytes",
         ),
         pytest.param(
+            _body(metadata={"blob": "x" * ops.MAX_METADATA_BYTES}),
+            f"metadata of 'a1' is over {ops.MAX_METADATA_BYTES} bytes",
+            id="oversized-metadata",
+        ),
+        pytest.param(
+            _body(metadata={"nested": {"a": 1}}), "metadata.nested", id="nested-metadata-value"
+        ),
+        pytest.param(
+            _body(collection="docs.s1-of-4"), "reserved for the shards", id="shard-name-collection"
+        ),
+        pytest.param(
             _body(metadata={"chroma:document": "x"}), "reserved or empty", id="reserved-metadata"
         ),
         pytest.param(
