@@ -97,7 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     forward.set_defaults(run=_forward)
 
     status = sub.add_parser(
-        "status", help="pointers, leases, queue and DLQ depth (exit 1 if the DLQ is not empty)"
+        "status",
+        help="pointers, leases, queues; exit 1 on a problem (see --help)",
+        description="Each collection's version, records, pointer age, lease and latest failure; "
+        "each queue's depth, oldest message and DLQ. Exits 1 when there is a problem: a DLQ "
+        "that is not empty, a collection whose cycles fail (e.g. a corrupt snapshot blob or a "
+        "failed validation), a lease held longer than any invocation runs, or messages older "
+        "than 5 minutes with no commit since they arrived.",
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=_status)

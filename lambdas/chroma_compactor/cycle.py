@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from chroma_compactor.apply import ApplyResult
+    from chroma_compactor.health import HealthTable
     from chroma_compactor.lease import Lease, LeaseTable
     from chroma_compactor.local_snapshot import LocalSnapshot
     from chroma_compactor.merge import Effect, Plan
@@ -73,6 +74,8 @@ _ABANDON = (
     ClientError,
     BotoCoreError,
 )
+# Abandons that are not contention but a snapshot in trouble: noted for `status` to show.
+_RECORDED = (SnapshotCorrupt, UnknownSnapshotFormat, ValidationFailed)
 
 
 class Step(StrEnum):
@@ -105,6 +108,7 @@ class Compactor:
     sqs: SQSClient
     owner: str
     layouts: LayoutTable
+    health: HealthTable
     clock: Callable[[], float] = time.time
     hooks: Hooks = field(default_factory=Hooks)
 
@@ -279,6 +283,8 @@ def _compact_collection(
     except _ABANDON as e:
         outcome.abandoned = f"{type(e).__name__}: {e}"
         log.warning("cycle abandoned: %s", outcome.abandoned, extra={"collection": collection})
+        if isinstance(e, _RECORDED):
+            c.health.record(collection, e)
         _give_back(c, queue, batch or work.take(collection), lease, timer, collection)
         return outcome
     except Exception:

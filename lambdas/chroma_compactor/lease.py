@@ -46,6 +46,7 @@ class LeaseHolder:
     owner: str | None
     token: int
     expires_at_ms: int
+    acquired_at_ms: int = 0
 
 
 class LeaseTable:
@@ -67,7 +68,10 @@ class LeaseTable:
             out = self._ddb.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": lease_key(collection)}},
-                UpdateExpression="SET #owner = :owner, expires_at = :exp, #ttl = :ttl ADD #token :one",
+                UpdateExpression=(
+                    "SET #owner = :owner, expires_at = :exp, acquired_at = :now, #ttl = :ttl "
+                    "ADD #token :one"
+                ),
                 ConditionExpression="attribute_not_exists(#owner) OR expires_at < :now OR #owner = :owner",
                 ExpressionAttributeNames={"#owner": "owner", "#token": "token", "#ttl": "ttl"},
                 ExpressionAttributeValues={
@@ -169,6 +173,7 @@ class LeaseTable:
             owner=item["owner"]["S"] if "owner" in item else None,
             token=int(item["token"]["N"]) if "token" in item else 0,
             expires_at_ms=int(item["expires_at"]["N"]) if "expires_at" in item else 0,
+            acquired_at_ms=int(item["acquired_at"]["N"]) if "acquired_at" in item else 0,
         )
 
     def condition_check(self, lease: Lease) -> dict[str, object]:

@@ -65,9 +65,10 @@ class PointerTable:
         )
 
     def collections(self) -> list[str]:
-        """Every collection with a pointer or a lease (a scan: for operators, not hot paths).
+        """Every partition with a pointer, a lease or a failure note (a scan: for operators).
 
-        A lease without a pointer is a collection whose first cycle is running or crashed.
+        A lease or a note without a pointer is a collection whose first cycle is running,
+        crashed or failed.
         """
         names: list[str] = []
         for page in self._ddb.get_paginator("scan").paginate(
@@ -76,7 +77,7 @@ class PointerTable:
             for item in page.get("Items", []):
                 pk = item["pk"]["S"]
                 kind, _, name = pk.partition("#")
-                if kind in ("pointer", "lease"):
+                if kind in ("pointer", "lease", "health"):
                     names.append(name)
         return sorted(set(names))
 

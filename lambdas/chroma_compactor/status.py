@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from chroma_compactor.health import HealthTable
 from chroma_compactor.lease import LeaseTable
 from chroma_compactor.pointer import PointerTable
 
@@ -20,14 +21,34 @@ if TYPE_CHECKING:
     from chroma_compactor.wiring import Clients
 
 
+# A lease held longer than any invocation can run (Lambda's 900 s) belongs to a stuck holder.
+STUCK_LEASE_S = 1200.0
+# Messages this old with no commit since they arrived: the compactor is not keeping up.
+BACKLOG_S = 300.0
+
+
 @dataclass(frozen=True)
 class CollectionStatus:
-    collection: str
+    collection: str  # a collection, or one shard of one
     version: int
     record_count: int
     pointer_age_s: float | None
     lease_owner: str | None
     lease_expires_in_s: float | None
+    lease_held_s: float | None = None
+    last_failure: str | None = None  # "Kind: message" of the latest failed cycle, if any
+    last_failure_age_s: float | None = None
+
+    @property
+    def failing(self) -> bool:
+        """Its latest cycle failed after its latest commit (an older failure is history)."""
+        if self.last_failure_age_s is None:
+            return False
+        return self.pointer_age_s is None or self.last_failure_age_s < self.pointer_age_s
+
+    @property
+    def lease_stuck(self) -> bool:
+        return self.lease_held_s is not None and self.lease_held_s > STUCK_LEASE_S
 
 
 @dataclass(frozen=True)
@@ -46,13 +67,48 @@ class PipelineStatus:
     queues: list[QueueStatus]
 
     @property
+    def problems(self) -> list[str]:
+        """What an operator must look at, one line each; empty when all is well."""
+        found = []
+        for c in self.collections:
+            if c.failing:
+                found.append(f"{c.collection}: cycles fail: {c.last_failure}")
+            if c.lease_stuck:
+                found.append(
+                    f"{c.collection}: lease held by {c.lease_owner} for {_age(c.lease_held_s)}, "
+                    "longer than any invocation runs (stuck holder?)"
+                )
+        newest_commit = min(
+            (c.pointer_age_s for c in self.collections if c.pointer_age_s is not None),
+            default=None,
+        )
+        for q in self.queues:
+            name = q.queue_url.rsplit("/", 1)[-1]
+            if q.dlq_visible:
+                found.append(f"{name}: the DLQ holds {q.dlq_visible} messages")
+            if (
+                q.oldest_age_s is not None
+                and q.oldest_age_s > BACKLOG_S
+                and (newest_commit is None or newest_commit > q.oldest_age_s)
+            ):
+                found.append(
+                    f"{name}: the oldest message waited {_age(q.oldest_age_s)} and nothing was "
+                    "committed since it arrived (is the compactor running?)"
+                )
+        return found
+
+    @property
     def healthy(self) -> bool:
-        return not any(q.dlq_visible for q in self.queues)
+        return not self.problems
 
     def to_json(self) -> dict[str, Any]:
         return {
             "healthy": self.healthy,
-            "collections": [asdict(c) for c in self.collections],
+            "problems": self.problems,
+            "collections": [
+                asdict(c) | {"failing": c.failing, "lease_stuck": c.lease_stuck}
+                for c in self.collections
+            ],
             "queues": [asdict(q) for q in self.queues],
         }
 
@@ -62,12 +118,14 @@ def collect_status(
 ) -> PipelineStatus:
     pointers = PointerTable(clients.dynamodb, settings.control_table_name, clock)
     leases = LeaseTable(clients.dynamodb, settings.control_table_name, clock)
+    health = HealthTable(clients.dynamodb, settings.control_table_name, clock)
     now_ms = clock() * 1000
     collections = []
     for name in pointers.collections():
         pointer = pointers.read(name)
         holder = leases.holder(name)
         held = holder.owner is not None and holder.expires_at_ms > now_ms
+        failure = health.last_failure(name)
         collections.append(
             CollectionStatus(
                 collection=name,
@@ -78,6 +136,11 @@ def collect_status(
                 else None,
                 lease_owner=holder.owner if held else None,
                 lease_expires_in_s=(holder.expires_at_ms - now_ms) / 1000 if held else None,
+                lease_held_s=(now_ms - holder.acquired_at_ms) / 1000
+                if held and holder.acquired_at_ms
+                else None,
+                last_failure=f"{failure.kind}: {failure.message}" if failure else None,
+                last_failure_age_s=(now_ms - failure.at_ms) / 1000 if failure else None,
             )
         )
     queues = [_queue_status(clients, url) for url in settings.queue_urls()]
@@ -164,10 +227,10 @@ def render_status(status: PipelineStatus, console: Console) -> None:
             dlq,
         )
     console.print(queues)
-    if not status.healthy:
-        console.print(
-            "[red]the DLQ holds messages:[/] inspect them, fix the cause, then `chroma-compactor redrive`"
-        )
+    for problem in status.problems:
+        console.print(f"[red]problem:[/] {problem}", highlight=False)
+    if any(q.dlq_visible for q in status.queues):
+        console.print("DLQ: inspect the messages, fix the cause, then `chroma-compactor redrive`")
 
 
 def _age(seconds: float | None) -> str:

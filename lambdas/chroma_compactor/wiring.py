@@ -19,6 +19,7 @@ import boto3
 from botocore.config import Config
 
 from chroma_compactor.cycle import Compactor, Hooks
+from chroma_compactor.health import HealthTable
 from chroma_compactor.lease import LeaseTable
 from chroma_compactor.pointer import PointerTable
 from chroma_compactor.reader import Reader
@@ -97,6 +98,7 @@ def build_compactor(
         store=SnapshotStore(clients.s3, settings.snapshot_bucket, settings.snapshot_prefix),
         sqs=clients.sqs,
         layouts=LayoutTable(clients.dynamodb, settings.control_table_name),
+        health=HealthTable(clients.dynamodb, settings.control_table_name, clock),
         owner=owner_id(),
         clock=clock,
         hooks=hooks or Hooks(),

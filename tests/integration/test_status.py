@@ -12,7 +12,9 @@ from rich.console import Console
 
 from chroma_compactor import ops
 from chroma_compactor.cli import main
+from chroma_compactor.lease import LeaseTable
 from chroma_compactor.status import (
+    STUCK_LEASE_S,
     CollectionStatus,
     PipelineStatus,
     QueueStatus,
@@ -145,23 +147,24 @@ def test_oldest_message_age_is_unknown_without_a_cloudwatch_datapoint(pipeline: 
     assert queue.oldest_age_s is None
 
 
-def test_oldest_message_age_comes_from_cloudwatch(pipeline: Pipeline) -> None:
-    import boto3
-
-    # GIVEN the datapoint SQS would publish for this queue a minute ago
-    boto3.client("cloudwatch").put_metric_data(
+def _oldest_message_age(pipeline: Pipeline, seconds: float) -> None:
+    """The datapoint SQS would have published for the queue a minute ago."""
+    pipeline.clients.cloudwatch.put_metric_data(
         Namespace="AWS/SQS",
         MetricData=[
             {
                 "MetricName": "ApproximateAgeOfOldestMessage",
-                "Dimensions": [
-                    {"Name": "QueueName", "Value": pipeline.created.queue_url.rsplit("/", 1)[-1]}
-                ],
-                "Value": 420.0,
+                "Dimensions": [{"Name": "QueueName", "Value": pipeline.names.queue}],
+                "Value": seconds,
+                "Unit": "Seconds",
                 "Timestamp": datetime.now(UTC) - timedelta(minutes=1),
             }
         ],
     )
+
+
+def test_oldest_message_age_comes_from_cloudwatch(pipeline: Pipeline) -> None:
+    _oldest_message_age(pipeline, 420.0)
 
     (queue,) = collect_status(pipeline.clients, pipeline.settings, pipeline.clock).queues
 
@@ -174,7 +177,7 @@ def test_to_json_is_plain_json_with_health_collections_and_queues(pipeline: Pipe
     doc = collect_status(pipeline.clients, pipeline.settings, pipeline.clock).to_json()
 
     assert json.loads(json.dumps(doc)) == doc
-    assert set(doc) == {"healthy", "collections", "queues"}
+    assert set(doc) == {"healthy", "problems", "collections", "queues"}
     assert set(doc["collections"][0]) == {
         "collection",
         "version",
@@ -182,6 +185,11 @@ def test_to_json_is_plain_json_with_health_collections_and_queues(pipeline: Pipe
         "pointer_age_s",
         "lease_owner",
         "lease_expires_in_s",
+        "lease_held_s",
+        "last_failure",
+        "last_failure_age_s",
+        "failing",
+        "lease_stuck",
     }
     assert set(doc["queues"][0]) == {
         "queue_url",
@@ -274,3 +282,51 @@ def test_unreadable_stack_outputs_are_refused_with_a_clear_error(
 
     assert code == 2
     assert "pulumi stack output --json" in capsys.readouterr().err
+
+
+# -- health flags ---------------------------------------------------------------------------------
+
+
+def test_a_lease_held_longer_than_any_invocation_is_flagged_stuck(pipeline: Pipeline) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+    leases = LeaseTable(pipeline.clients.dynamodb, pipeline.names.control_table, pipeline.clock)
+    lease = leases.acquire("docs", "hung-worker", 60)
+    for _ in range(int(STUCK_LEASE_S // 30) + 1):  # its heartbeat runs; the cycle itself hangs
+        pipeline.clock.advance(30)
+        lease = leases.extend(lease, 60)
+
+    status = collect_status(pipeline.clients, pipeline.settings, pipeline.clock)
+
+    (docs,) = status.collections
+    assert docs.lease_stuck
+    assert any("hung-worker" in p and "stuck" in p for p in status.problems)
+    assert not status.healthy
+
+
+def test_a_lease_held_by_a_running_cycle_is_not_a_problem(pipeline: Pipeline) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+    LeaseTable(pipeline.clients.dynamodb, pipeline.names.control_table, pipeline.clock).acquire(
+        "docs", "busy-worker", 60
+    )
+
+    status = collect_status(pipeline.clients, pipeline.settings, pipeline.clock)
+
+    assert status.collections[0].lease_owner == "busy-worker"
+    assert status.problems == []
+
+
+def test_messages_older_than_the_last_commit_are_flagged(pipeline: Pipeline) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+    pipeline.clock.advance(3600)  # no commit for an hour ...
+    _oldest_message_age(pipeline, 1800)  # ... while a message has waited half an hour
+
+    status = collect_status(pipeline.clients, pipeline.settings, pipeline.clock)
+
+    assert any("nothing was committed since it arrived" in p for p in status.problems)
+
+
+def test_a_young_backlog_after_a_recent_commit_is_not_flagged(pipeline: Pipeline) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+    _oldest_message_age(pipeline, 1800)
+
+    assert collect_status(pipeline.clients, pipeline.settings, pipeline.clock).problems == []
