@@ -89,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     compact = sub.add_parser("compact", help="run one compaction cycle per configured queue")
     compact.add_argument("--once", action="store_true", required=True, help="one cycle, then exit")
     compact.add_argument("--json", action="store_true", help="print the report as JSON")
+    compact.add_argument(
+        "--budget",
+        type=float,
+        default=_CYCLE_SECONDS,
+        metavar="SECONDS",
+        help=f"time the cycle may take, as a Lambda timeout would (default {_CYCLE_SECONDS}, "
+        "at least 30); its messages stay hidden this long plus VISIBILITY_MARGIN_SECONDS",
+    )
     compact.set_defaults(run=_compact)
 
     forward = sub.add_parser("forward", help="forward new stream records to the queue, once")
@@ -196,10 +204,12 @@ def _compact(args: argparse.Namespace) -> int:
     compactor = build_compactor(settings, clients)
     results: list[dict[str, Any]] = []
     for url in settings.queue_urls():
-        deadline = time.monotonic() + _CYCLE_SECONDS
+        deadline = time.monotonic() + args.budget
         # Stand in for the event source mapping: the first receive is the "event".
         event = WorkQueue(compactor.sqs, url).fetch_more(
-            settings.batch_size, float(settings.batching_window) + 1, _CYCLE_SECONDS + 60
+            settings.batch_size,
+            float(settings.batching_window) + 1,
+            int(args.budget + settings.visibility_margin_seconds),
         )
         report = run_cycle(compactor, event, url, deadline)
         results.append(

@@ -404,7 +404,7 @@ def load_snapshot(
 
 def fetch_more(c: Compactor, queue: WorkQueue, deadline: float) -> list[QueueMessage]:
     """Greedily receive more, invisible until well after this invocation must have ended."""
-    visibility = int(max(0.0, deadline - time.monotonic())) + 60
+    visibility = int(max(0.0, deadline - time.monotonic()) + c.settings.visibility_margin_seconds)
     return queue.fetch_more(
         max_count=c.settings.max_messages_per_cycle,
         seconds=min(

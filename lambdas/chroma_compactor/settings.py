@@ -39,6 +39,7 @@ COMPACTION_BATCH_SIZE = "COMPACTION_BATCH_SIZE"
 COMPACTION_BATCHING_WINDOW_SECONDS = "COMPACTION_BATCHING_WINDOW_SECONDS"
 STREAM_BATCH_SIZE = "STREAM_BATCH_SIZE"
 COLLECTION_SHARDS = "COLLECTION_SHARDS"
+VISIBILITY_MARGIN_SECONDS = "VISIBILITY_MARGIN_SECONDS"
 
 # Lambda's limits for an SQS event source mapping.
 FIFO_MAX_BATCH_SIZE = 10
@@ -69,6 +70,9 @@ class Settings(BaseModel):
     # A short lease makes a crashed holder cost little; the heartbeat keeps a live one.
     lease_seconds: float = Field(default=60.0, gt=1)
     lease_wait_seconds: float = Field(default=75.0, ge=0)
+    # Greedily fetched messages stay hidden this long past the invocation's deadline: long enough
+    # that a slow delete cannot race their return, short enough that a crash costs little.
+    visibility_margin_seconds: float = Field(default=60.0, ge=1)
     retain_versions: int = Field(default=5, ge=1)
     # Longer than the DLQ's 14-day retention, so no redriven message can outlive its tombstone.
     tombstone_horizon_days: float = Field(default=15.0, gt=14)
@@ -210,4 +214,5 @@ _ENV_FIELDS = (
     COMPACTION_BATCHING_WINDOW_SECONDS,
     STREAM_BATCH_SIZE,
     COLLECTION_SHARDS,
+    VISIBILITY_MARGIN_SECONDS,
 )
