@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-all test-slow lint format clean soak reliability layer layer-check
+.PHONY: help install run test test-all test-slow lint format clean soak reliability layer layer-check bench bench-scale
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,12 @@ layer: $(STAMP)  ## Build the ChromaDB Lambda layer (build/chromadb-layer.zip), 
 
 layer-check: $(STAMP)  ## Build the same layer for this machine's Python, for its import test
 	$(BIN)/python layers/build_layer.py --python local --if-reachable
+
+bench: $(STAMP)  ## Seed vs ours vs limit, side by side; writes docs/performance.{md,json,png}
+	$(BIN)/chroma-compactor bench
+
+bench-scale: $(STAMP)  ## Cycle time, upload and RSS at 10K-100K records (builds fixtures once; long)
+	$(BIN)/chroma-compactor bench --scale
 
 clean:  ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -134,6 +134,34 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="an empty or new directory")
     export.set_defaults(run=_export)
 
+    bench = sub.add_parser(
+        "bench",
+        help="the seed design vs ours vs the limit, side by side (make bench)",
+        description="Runs, on the same data and machine, the seed configuration (FIFO, 10 "
+        "messages per cycle, whole snapshot moved every cycle, no cache), ours (standard and "
+        "FIFO) and the limit (the same final upserts straight into a PersistentClient), with an "
+        "S3 network model on every S3 request; writes docs/performance.{md,json,png}.",
+    )
+    bench.add_argument("--updates", type=int, default=10_000, help="updates per run (10000)")
+    bench.add_argument("--seed-updates", type=int, default=300, help="for the slow seed (300)")
+    bench.add_argument(
+        "--fifo-updates", type=int, default=1000, help="for ours on one FIFO group (1000)"
+    )
+    bench.add_argument("--records", type=int, default=10_000, help="base collection size")
+    bench.add_argument("--dim", type=int, default=384, help="embedding dimension (384)")
+    bench.add_argument("--latency-ms", type=float, default=25.0, help="S3 first byte (25 ms)")
+    bench.add_argument("--bandwidth-mbps", type=float, default=90.0, help="S3 MB/s (90)")
+    bench.add_argument("--docs", type=Path, default=Path("docs"), help="where figures go")
+    bench.add_argument(
+        "--fixtures", type=Path, default=Path("data/bench"), help="cache of base snapshots"
+    )
+    bench.add_argument(
+        "--scale",
+        action="store_true",
+        help="instead: one 100-update cycle on 10K/50K/100K x 384 and 100K x 1536 (make bench-scale)",
+    )
+    bench.set_defaults(run=_bench)
+
     redrive = sub.add_parser("redrive", help="move DLQ messages back to their main queue")
     redrive.add_argument("--queue-url", help="main queue (default: every configured queue)")
     redrive.set_defaults(run=_redrive)
@@ -340,6 +368,31 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from chroma_compactor.bench import report, suite
+
+    plan = suite.Plan(
+        updates=args.updates,
+        seed_updates=args.seed_updates,
+        fifo_updates=args.fifo_updates,
+        base_records=args.records,
+        dim=args.dim,
+        latency_ms=args.latency_ms,
+        bandwidth_mbps=args.bandwidth_mbps,
+    )
+
+    def progress(line: str) -> None:
+        print(line, flush=True)
+
+    if args.scale:
+        summary = suite.run_scale(plan, args.fixtures, progress)
+    else:
+        summary = suite.run(plan, args.fixtures, progress)
+    args.docs.mkdir(parents=True, exist_ok=True)
+    print(report.tables(report.write(summary, args.docs)))
+    return 0
 
 
 def _load_stack_outputs(path: Path) -> None:

@@ -38,6 +38,7 @@ from chroma_compactor.merge import plan
 from chroma_compactor.ops import decode
 from chroma_compactor.queue import WorkQueue
 from chroma_compactor.retention import apply_retention
+from chroma_compactor.settings import SnapshotTransfer
 from chroma_compactor.snapshot_cache import SnapshotCache
 from chroma_compactor.validate import validate_snapshot
 
@@ -394,7 +395,9 @@ def load_snapshot(
         cache.snapshot.ensure()
         return None
     manifest = c.store.read_manifest(pointer.collection, pointer.version)
-    if cache.clean_version() != pointer.version:
+    if c.settings.snapshot_transfer is SnapshotTransfer.WHOLE:
+        cache.snapshot.wipe()  # no cache: every cycle downloads the whole snapshot
+    if cache.clean_version() != pointer.version or not cache.snapshot.root.exists():
         cache.mark_dirty()
         stats = c.store.sync(manifest, cache.snapshot)
         outcome.download_bytes = stats.bytes
@@ -497,6 +500,7 @@ def upload(
         dimension=applied.dimension,
         chroma_version=chromadb.__version__,
         chunk_bytes=c.settings.chunk_bytes,
+        upload_all=c.settings.snapshot_transfer is SnapshotTransfer.WHOLE,
     )
     outcome.upload_bytes = stats.bytes
     return manifest

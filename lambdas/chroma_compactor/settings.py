@@ -40,6 +40,7 @@ COMPACTION_BATCHING_WINDOW_SECONDS = "COMPACTION_BATCHING_WINDOW_SECONDS"
 STREAM_BATCH_SIZE = "STREAM_BATCH_SIZE"
 COLLECTION_SHARDS = "COLLECTION_SHARDS"
 VISIBILITY_MARGIN_SECONDS = "VISIBILITY_MARGIN_SECONDS"
+SNAPSHOT_TRANSFER = "SNAPSHOT_TRANSFER"
 
 # Lambda's limits for an SQS event source mapping.
 FIFO_MAX_BATCH_SIZE = 10
@@ -50,6 +51,14 @@ MAX_BATCHING_WINDOW_SECONDS = 300
 class QueueType(StrEnum):
     STANDARD = "standard"
     FIFO = "fifo"
+
+
+class SnapshotTransfer(StrEnum):
+    """How a cycle moves its snapshot: only what changed, or all of it (the design we replace,
+    kept as a mode so benchmarks measure it with the very same compactor)."""
+
+    INCREMENTAL = "incremental"
+    WHOLE = "whole"
 
 
 class Settings(BaseModel):
@@ -79,6 +88,7 @@ class Settings(BaseModel):
     cache_dir: str = "/tmp/chroma-compactor"
     chunk_bytes: int = Field(default=1 << 20, ge=4096)
     hnsw_space: str = "cosine"
+    snapshot_transfer: SnapshotTransfer = SnapshotTransfer.INCREMENTAL
     # The event source mappings (deployed by Pulumi, imitated by local mode's pollers).
     # None means: the default for the queue type (100 and 5 s standard, 10 and no window FIFO).
     compaction_batch_size: int | None = Field(default=None, ge=1, le=STANDARD_MAX_BATCH_SIZE)
@@ -215,4 +225,5 @@ _ENV_FIELDS = (
     STREAM_BATCH_SIZE,
     COLLECTION_SHARDS,
     VISIBILITY_MARGIN_SECONDS,
+    SNAPSHOT_TRANSFER,
 )

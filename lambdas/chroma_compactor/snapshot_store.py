@@ -144,12 +144,13 @@ class SnapshotStore:
         dimension: int | None,
         chroma_version: str,
         chunk_bytes: int,
+        upload_all: bool = False,
     ) -> tuple[Manifest, TransferStats]:
-        """Upload the blobs the parent lacks, then the manifest. Returns it with what was sent."""
+        """Upload the blobs the parent lacks (every blob if ``upload_all``), then the manifest."""
         files = [
             _describe(snapshot.root / rel, rel.as_posix(), chunk_bytes) for rel in snapshot.files()
         ]
-        known = parent.blob_names() if parent is not None else set()
+        known = parent.blob_names() if parent is not None and not upload_all else set()
         pending: dict[str, tuple[Path, int, int]] = {}
         for entry in files:
             offset = 0

@@ -1,0 +1,132 @@
+"""docs/performance.json (the figures), the tables of docs/performance.md, docs/performance.png."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+LABELS = {
+    "seed": "seed (FIFO, 10/cycle, whole snapshot)",
+    "ours_standard": "ours, standard queue",
+    "ours_fifo": "ours, FIFO queue",
+    "limit": "limit (PersistentClient, no queue, no S3)",
+}
+PHASES = ("lease", "download", "fetch", "apply", "validate", "upload", "commit", "delete")
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def write(summary: dict[str, Any], docs: Path) -> dict[str, Any]:
+    """Merge into performance.json (bench and bench-scale fill different keys); regenerate."""
+    path = docs / "performance.json"
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    recorded.update(summary)
+    path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+    _splice(docs / "performance.md", tables(recorded))
+    if "msgs_per_s" in recorded:
+        chart(recorded, docs / "performance.png")
+    return recorded
+
+
+def tables(s: dict[str, Any]) -> str:
+    if "results" not in s:
+        return "\n".join(scale_table(s["scale"]))
+    r, rate = s["results"], s["msgs_per_s"]
+    plan = s["plan"]
+    lines = [
+        f"Latest `make bench`: {plan['updates']:,} updates ({plan['seed_updates']} for the seed "
+        f"and {plan.get('fifo_updates', '-')} for ours on FIFO, whose rates do not depend on "
+        f"the count) on a {plan['base_records']:,} x {plan['dim']} "
+        f"collection; S3 modelled at {plan['latency_ms']:g} ms per request and "
+        f"{plan['bandwidth_mbps']:g} MB/s.",
+        "",
+        "| configuration | msg/s | cycles | s3 requests/cycle | MB up/cycle | MB down/cycle | peak RSS MB | $ per 10K updates |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("seed", "ours_standard", "ours_fifo", "limit"):
+        x = r[name]
+        cost = s["cost_per_10k_updates_usd"].get(name)
+        lines.append(
+            f"| {LABELS[name]} | {rate[name]:,.1f} | {x['cycles'] or '-'} | "
+            f"{x['s3_requests_per_cycle'] or '-'} | {_mb(x['s3_bytes_up_per_cycle'])} | "
+            f"{_mb(x['s3_bytes_down_per_cycle'])} | {x['peak_rss_mb']:.0f} | "
+            f"{'-' if cost is None else f'{cost:.4f}'} |"
+        )
+    lines += [
+        "",
+        f"**ours / seed = {s['ratio_vs_seed']:,}x** (goal ≥ 100x); "
+        f"**ours / limit = {s['ratio_vs_limit']:.0%}** (goal ≥ 50%).",
+        "",
+        "Mean time per cycle, by phase (ms):",
+        "",
+        "| configuration | " + " | ".join(PHASES) + " |",
+        "|---|" + "---:|" * len(PHASES),
+    ]
+    for name in ("seed", "ours_standard", "ours_fifo"):
+        phases = r[name]["phases_ms"]
+        lines.append(
+            f"| {LABELS[name]} | " + " | ".join(f"{phases.get(p, 0):,.0f}" for p in PHASES) + " |"
+        )
+    if "scale" in s:
+        lines += ["", *scale_table(s["scale"])]
+    return "\n".join(lines)
+
+
+def scale_table(scale: dict[str, Any]) -> list[str]:
+    lines = [
+        "Scaling (`make bench-scale`): one cycle of a fixed 100-update batch on larger collections.",
+        "",
+        "| records x dim | snapshot MB | ours cycle s | ours MB up | seed cycle s | peak RSS MB (ours) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in scale["rows"]:
+        seed = "-" if row["seed_cycle_s"] is None else f"{row['seed_cycle_s']:.2f}"
+        lines.append(
+            f"| {row['records']:,} x {row['dim']} | {_mb(row['snapshot_bytes'])} | "
+            f"{row['ours_cycle_s']:.2f} | {_mb(row['ours_bytes_up'])} | {seed} | "
+            f"{row['ours_peak_rss_mb']:.0f} |"
+        )
+    return lines
+
+
+def _mb(n: float | None) -> str:
+    return "-" if not n else f"{n / 1e6:,.2f}"
+
+
+def _splice(path: Path, body: str) -> None:
+    """Replace the generated part of the doc, keeping the hand-written method around it."""
+    text = path.read_text() if path.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    path.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
+
+
+def chart(s: dict[str, Any], out: Path) -> None:
+    """Messages per second of each configuration, on a log scale."""
+    import math
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    rates = s["msgs_per_s"]
+    names = ["seed", "ours_fifo", "ours_standard", "limit"]
+    width, height, left, bar_h, gap = 900, 330, 330, 44, 22
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=15)
+    draw.text((20, 12), "Messages per second (log scale), same data and machine", "black", font)
+    top = max(math.log10(max(rates.values())), 1) + 0.3
+    colours = {
+        "seed": "#b0413e",
+        "ours_fifo": "#e0a030",
+        "ours_standard": "#2f7d32",
+        "limit": "#555555",
+    }
+    for i, name in enumerate(names):
+        y = 50 + i * (bar_h + gap)
+        span = (width - left - 110) * max(math.log10(max(rates[name], 1.0)) + 0.3, 0.05) / top
+        draw.rectangle([left, y, left + span, y + bar_h], fill=colours[name])
+        draw.text((20, y + 12), LABELS[name], "black", font)
+        draw.text((left + span + 8, y + 12), f"{rates[name]:,.1f}", "black", font)
+    image.save(out)

@@ -1,0 +1,204 @@
+"""Run the configurations side by side and write docs/performance.{md,json,png}.
+
+Each queue configuration gets a fresh local stack (`local up --no-workers` in a subprocess, so
+moto's memory is not counted) and its own runner process; the limit needs neither.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from chroma_compactor.bench.runner import Config
+
+# Published prices, us-east-1, x86 (see docs/performance.md).
+LAMBDA_GB_S_USD = 0.0000166667
+LAMBDA_REQUEST_USD = 0.20 / 1e6
+S3_PUT_USD = 0.005 / 1000
+S3_GET_USD = 0.0004 / 1000
+SQS_STANDARD_USD = 0.40 / 1e6
+SQS_FIFO_USD = 0.50 / 1e6
+QUEUES = {"seed": "fifo", "ours_standard": "standard", "ours_fifo": "fifo"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    updates: int = 10_000
+    seed_updates: int = 300
+    fifo_updates: int = 1000  # one FIFO group yields 10 messages per cycle: a rate, not a total
+    base_records: int = 10_000
+    dim: int = 384
+    latency_ms: float = 25.0
+    bandwidth_mbps: float = 90.0
+    chunk_bytes: int = 1 << 20
+    lambda_memory_mb: int = 2048  # ours, as Pulumi deploys it
+    seed_memory_mb: int = 4096  # reference/002
+
+
+def run(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, Any]:
+    results: dict[str, dict[str, Any]] = {}
+    for name in ("seed", "ours_standard", "ours_fifo", "limit"):
+        updates = {"seed": plan.seed_updates, "ours_fifo": plan.fifo_updates}.get(
+            name, plan.updates
+        )
+        config = Config(
+            name=name,
+            base_records=plan.base_records,
+            updates=updates,
+            dim=plan.dim,
+            fixtures=str(fixtures),
+            latency_ms=plan.latency_ms,
+            bandwidth_mbps=plan.bandwidth_mbps,
+            chunk_bytes=plan.chunk_bytes,
+        )
+        progress(f"{name}: {updates} updates on {plan.base_records} x {plan.dim} ...")
+        results[name] = run_config(config, QUEUES.get(name))
+        progress(
+            f"  {results[name]['msgs_per_s']} msg/s, peak RSS {results[name]['peak_rss_mb']:.0f} MB"
+        )
+    return summarize(plan, results)
+
+
+def run_config(config: Config, queue_type: str | None) -> dict[str, Any]:
+    """One runner process, against a fresh local stack when it needs queues."""
+    env = dict(os.environ)
+    stack = None
+    data = Path(tempfile.mkdtemp(prefix="bench-stack-"))
+    try:
+        if queue_type is not None:
+            stack, stack_env = _start_stack(data, queue_type)
+            env |= stack_env
+        out = subprocess.run(
+            [sys.executable, "-m", "chroma_compactor.bench.runner", json.dumps(asdict(config))],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"{config.name} failed:\n{out.stderr[-4000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    finally:
+        if stack is not None:
+            stack.terminate()
+            stack.wait(timeout=60)
+
+
+def _start_stack(data: Path, queue_type: str) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    cli = [sys.executable, "-m", "chroma_compactor"]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [*cli, "local", "up", "--no-workers", "--port", "0", "--data-dir", str(data),
+         "--queue-type", queue_type],
+        env=base,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (data / "stack.json").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the local stack did not start")
+        time.sleep(0.2)
+    lines = subprocess.run(
+        [*cli, "local", "env", "--data-dir", str(data)],
+        env=base,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    env = {}
+    for line in lines:
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value.strip("'")
+    return process, env
+
+
+def summarize(plan: Plan, r: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    rate = {name: r[name]["msgs_per_s"] for name in r}
+    return {
+        "plan": asdict(plan),
+        "network_model": {
+            "latency_ms": plan.latency_ms,
+            "bandwidth_mbps": plan.bandwidth_mbps,
+        },
+        "msgs_per_s": rate,
+        "ratio_vs_seed": round(rate["ours_standard"] / rate["seed"], 1),
+        "ratio_vs_limit": round(rate["ours_standard"] / rate["limit"], 3),
+        "cost_per_10k_updates_usd": {
+            name: round(_cost(plan, name, r[name]), 4)
+            for name in ("seed", "ours_standard", "ours_fifo")
+        },
+        "results": r,
+    }
+
+
+def _cost(plan: Plan, name: str, r: dict[str, Any]) -> float:
+    """Lambda GB-seconds + invocations + S3 requests + SQS requests, scaled to 10,000 updates."""
+    scale = 10_000 / r["updates"]
+    memory_gb = (plan.seed_memory_mb if name == "seed" else plan.lambda_memory_mb) / 1024
+    cycles = r["cycles"] * scale
+    lambda_usd = r["seconds"] * scale * memory_gb * LAMBDA_GB_S_USD + cycles * LAMBDA_REQUEST_USD
+    puts = r["s3_puts_per_cycle"] * cycles
+    gets = (r["s3_requests_per_cycle"] - r["s3_puts_per_cycle"]) * cycles
+    s3_usd = puts * S3_PUT_USD + gets * S3_GET_USD
+    sqs_price = SQS_FIFO_USD if QUEUES[name] == "fifo" else SQS_STANDARD_USD
+    sqs_usd = 10_000 / 10 * 3 * sqs_price  # send, receive, delete; 10 messages per request
+    return float(lambda_usd + s3_usd + sqs_usd)
+
+
+SCALE_SIZES = ((10_000, 384), (50_000, 384), (100_000, 384), (100_000, 1536))
+
+
+def run_scale(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, Any]:
+    """One 100-update batch on growing collections, ours vs the seed mode (fixtures cached)."""
+    rows = []
+    for records, dim in SCALE_SIZES:
+        row: dict[str, Any] = {"records": records, "dim": dim}
+        for name, queue in (("ours_standard", "standard"), ("seed", "fifo")):
+            if name == "seed" and dim > 384:
+                row["seed_cycle_s"] = None  # minutes per cycle; the 384-dim rows show the trend
+                continue
+            config = Config(
+                name=name,
+                base_records=records,
+                updates=100,
+                dim=dim,
+                fixtures=str(fixtures),
+                latency_ms=plan.latency_ms,
+                bandwidth_mbps=plan.bandwidth_mbps,
+                chunk_bytes=plan.chunk_bytes,
+            )
+            progress(f"{name}: 100 updates on {records:,} x {dim} ...")
+            r = run_config(config, queue)
+            short = "ours" if name == "ours_standard" else "seed"
+            row[f"{short}_cycle_s"] = round(r["seconds"] / max(1, r["cycles"]), 3)
+            if short == "ours":
+                row |= {
+                    "snapshot_bytes": r["snapshot_bytes"],
+                    "ours_bytes_up": r["s3_bytes_up_per_cycle"],
+                    "ours_peak_rss_mb": r["peak_rss_mb"],
+                    "ours_phases_ms": r["phases_ms"],
+                }
+            progress(f"  {row[f'{short}_cycle_s']} s per cycle")
+        rows.append(row)
+    by = {(r["records"], r["dim"]): r for r in rows}
+    return {
+        "scale": {"rows": rows},
+        "cycle_growth_100k_vs_10k": round(
+            by[(100_000, 384)]["ours_cycle_s"] / by[(10_000, 384)]["ours_cycle_s"], 2
+        ),
+        "seed_cycle_growth_100k_vs_10k": round(
+            by[(100_000, 384)]["seed_cycle_s"] / by[(10_000, 384)]["seed_cycle_s"], 2
+        ),
+        "upload_fraction_100k": round(
+            by[(100_000, 384)]["ours_bytes_up"] / by[(100_000, 384)]["snapshot_bytes"], 4
+        ),
+        "peak_rss_mb_100k_1536": by[(100_000, 1536)]["ours_peak_rss_mb"],
+    }

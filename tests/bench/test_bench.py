@@ -1,0 +1,58 @@
+"""The benchmark's own parts: the S3 network model charges what it says, and a tiny run reports."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from chroma_compactor.bench import report, suite
+from chroma_compactor.bench.network import NetworkModel, S3Traffic
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from support import Pipeline
+
+
+def test_the_network_model_counts_and_charges_every_s3_request(pipeline: Pipeline) -> None:
+    s3 = pipeline.clients.s3
+    traffic = S3Traffic(NetworkModel(latency_s=0.05, bandwidth_bytes_per_s=1e6))
+    traffic.attach(s3)
+    body = b"x" * 100_000
+
+    start = time.perf_counter()
+    s3.put_object(Bucket=pipeline.names.bucket, Key="k", Body=body)
+    s3.get_object(Bucket=pipeline.names.bucket, Key="k")["Body"].read()
+    elapsed = time.perf_counter() - start
+
+    requests, puts, up, down = traffic.snapshot()
+    assert (requests, puts) == (2, 1)
+    assert up >= 100_000 and down >= 100_000
+    # two first bytes (0.1 s) + 200 KB at 1 MB/s (0.2 s)
+    assert traffic.slept_s == pytest.approx(0.3, rel=0.05)
+    assert elapsed >= 0.3
+
+
+@pytest.mark.e2e
+def test_a_tiny_bench_reports_every_figure_the_docs_need(tmp_path: Path) -> None:
+    plan = suite.Plan(updates=40, seed_updates=20, fifo_updates=20, base_records=200, dim=16)
+
+    summary = suite.run(plan, tmp_path / "fixtures", progress=lambda _: None)
+    recorded = report.write(summary, tmp_path)
+
+    assert set(recorded["msgs_per_s"]) == {"seed", "ours_standard", "ours_fifo", "limit"}
+    assert all(rate > 0 for rate in recorded["msgs_per_s"].values())
+    assert {"ratio_vs_seed", "ratio_vs_limit", "cost_per_10k_updates_usd", "network_model"} <= set(
+        recorded
+    )
+    seed, ours = recorded["results"]["seed"], recorded["results"]["ours_standard"]
+    assert seed["cycles"] == 2  # 20 updates, 10 per cycle
+    assert ours["cycles"] == 1  # greedy fetch took all 40 in one cycle
+    # The seed downloads its whole snapshot every cycle; ours reads manifests, reuses its copy.
+    assert ours["s3_bytes_down_per_cycle"] < seed["s3_bytes_down_per_cycle"] / 10
+    assert json.loads((tmp_path / "performance.json").read_text()) == recorded
+    assert "<!-- bench:begin -->" in (tmp_path / "performance.md").read_text()
+    assert (tmp_path / "performance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
