@@ -59,6 +59,8 @@ pipeline = CompactorPipeline(
         layer_zip=str(layer_zip),
         forwarder_name=f"{prefix}-forwarder",
         compactor_name=f"{prefix}-compactor",
+        query_name=f"{prefix}-query",
+        query_memory_mb=config.get_int("queryMemoryMb") or 1024,
         existing_source_table=config.get("existingSourceTable"),
         compactor_memory_mb=config.get_int("compactorMemoryMb") or 2048,
         compactor_ephemeral_storage_mb=config.get_int("compactorEphemeralStorageMb") or 2048,
@@ -82,3 +84,5 @@ pulumi.export("STREAM_FAILURE_QUEUE_URL", pipeline.stream_failures.url)
 pulumi.export("FORWARDER_FUNCTION_NAME", pipeline.forwarder.name)
 pulumi.export("COMPACTOR_FUNCTION_NAME", pipeline.compactor.name)
 pulumi.export("DASHBOARD_NAME", pipeline.dashboard.dashboard_name)
+pulumi.export("QUERY_FUNCTION_NAME", pipeline.query.name)
+pulumi.export("QUERY_URL", pipeline.query_url.function_url)

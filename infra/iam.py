@@ -134,6 +134,21 @@ def compactor_policy(
     }
 
 
+def query_policy(
+    *, control_table_arn: str, bucket_arn: str, snapshot_prefix: str, log_group_arn: str
+) -> PolicyDocument:
+    """Reads only: layouts and pointers, manifests and blobs. Queries never take a lease."""
+    prefix = snapshot_prefix.strip("/")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            _statement("ReadLayoutsAndPointers", ["dynamodb:GetItem"], [control_table_arn]),
+            _statement("ReadSnapshots", ["s3:GetObject"], [f"{bucket_arn}/{prefix}/*"]),
+            _log_statement(log_group_arn),
+        ],
+    }
+
+
 def lambda_assume_role_policy() -> PolicyDocument:
     return {
         "Version": "2012-10-17",

@@ -27,6 +27,7 @@ from chroma_compactor.resources import (
     PipelineNames,
 )
 from chroma_compactor.settings import (
+    COLLECTION_SHARDS,
     COMPACTION_BATCH_SIZE,
     COMPACTION_BATCHING_WINDOW_SECONDS,
     CONTROL_TABLE_NAME,
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 RUNTIME = "python3.12"  # python3.11 runs on Amazon Linux 2, whose SQLite is too old for chromadb
 FORWARDER_HANDLER = "stream_forwarder.handler"
 COMPACTOR_HANDLER = "enhanced_compaction_handler.handler"
+QUERY_HANDLER = "query_handler.handler"
+QUERY_TIMEOUT_S = 30
 FORWARDER_TIMEOUT_S = 60
 STREAM_FAILURE_RETENTION_S = DLQ_RETENTION_S
 
@@ -70,6 +73,7 @@ CONFIG_KEYS: dict[str, str] = {
     "retainVersions": RETAIN_VERSIONS,
     "tombstoneHorizonDays": TOMBSTONE_HORIZON_DAYS,
     "hnswSpace": HNSW_SPACE,
+    "collectionShards": COLLECTION_SHARDS,
 }
 
 # Required by Settings but only known once the resources exist; replaced before any use.
@@ -118,6 +122,9 @@ class PipelineArgs:
     compactor_memory_mb: int = 2048
     compactor_ephemeral_storage_mb: int = 2048
     forwarder_memory_mb: int = 256
+    query_name: str = "chroma-compactor-query"
+    query_memory_mb: int = 1024
+    query_ephemeral_storage_mb: int = 2048
     stream_maximum_retry_attempts: int = 3
     stream_starting_position: str = "TRIM_HORIZON"
     oldest_message_alarm_s: int = 900
@@ -141,6 +148,11 @@ def code_archive(code_dir: str) -> pulumi.AssetArchive:
     if not assets:
         raise InvalidStackConfig(f"no Lambda code under {code_dir}")
     return pulumi.AssetArchive(assets)
+
+
+def compactor_concurrency(settings: Settings) -> int:
+    """One compactor per shard group (FIFO runs groups in parallel); at least one."""
+    return max(1, sum(settings.collection_shards.values()))
 
 
 class CompactorPipeline(pulumi.ComponentResource):
@@ -380,8 +392,8 @@ class CompactorPipeline(pulumi.ComponentResource):
             memory_mb=args.compactor_memory_mb,
             timeout_s=COMPACTOR_TIMEOUT_S,
             ephemeral_storage_mb=args.compactor_ephemeral_storage_mb,
-            # One writer: the lease makes a second one harmless, this makes it not happen.
-            reserved_concurrency=1,
+            # One writer per shard: the leases make more harmless, this makes it not happen.
+            reserved_concurrency=compactor_concurrency(settings),
         )
         self.queue_mapping = aws.lambda_.EventSourceMapping(
             f"{name}-queue-mapping",
@@ -392,6 +404,41 @@ class CompactorPipeline(pulumi.ComponentResource):
             maximum_batching_window_in_seconds=None if fifo else settings.batching_window,
             function_response_types=["ReportBatchItemFailures"],
             opts=ResourceOptions(parent=self, depends_on=[self.compactor_policy]),
+        )
+
+        # --- query ---------------------------------------------------------------------------
+        qry_logs = self._log_group("query", args.query_name)
+        self.query_role, self.query_policy = self._role(
+            "query",
+            Output.all(self.control_table.arn, self.bucket.arn, qry_logs.arn).apply(
+                lambda a: json.dumps(
+                    iam.query_policy(
+                        control_table_arn=a[0],
+                        bucket_arn=a[1],
+                        snapshot_prefix=settings.snapshot_prefix,
+                        log_group_arn=a[2],
+                    )
+                )
+            ),
+        )
+        self.query = self._function(
+            "query",
+            function_name=args.query_name,
+            handler=QUERY_HANDLER,
+            role=self.query_role,
+            policy=self.query_policy,
+            log_group=qry_logs,
+            code=code,
+            memory_mb=args.query_memory_mb,
+            timeout_s=QUERY_TIMEOUT_S,
+            ephemeral_storage_mb=args.query_ephemeral_storage_mb,
+        )
+        # Callers sign their requests (SigV4) and need lambda:InvokeFunctionUrl on it.
+        self.query_url = aws.lambda_.FunctionUrl(
+            f"{name}-query-url",
+            function_name=self.query.name,
+            authorization_type="AWS_IAM",
+            opts=child,
         )
 
         # --- alarms and dashboard -----------------------------------------------------------
@@ -439,7 +486,7 @@ class CompactorPipeline(pulumi.ComponentResource):
                 {"FunctionName": self.compactor.name},
                 "Sum",
                 0,
-                "compaction invocations were throttled (reserved concurrency is 1 by design)",
+                "compaction invocations were throttled (concurrency is one per shard by design)",
             ),
             self._alarm(
                 "forwarder-errors",
@@ -480,6 +527,8 @@ class CompactorPipeline(pulumi.ComponentResource):
                 "forwarder_name": self.forwarder.name,
                 "compactor_name": self.compactor.name,
                 "dashboard_name": self.dashboard.dashboard_name,
+                "query_name": self.query.name,
+                "query_url": self.query_url.function_url,
             }
         )
 

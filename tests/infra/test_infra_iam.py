@@ -123,7 +123,7 @@ def test_every_declared_policy_is_free_of_unlisted_wildcards() -> Output[Any]:
             for p in pipelines
             for n, i in MOCKS.of_type(POLICY, f"{p._name}-").items()
         }
-        assert len(policies) == 2 * len(pipelines)  # one role, one policy per function
+        assert len(policies) == 3 * len(pipelines)  # one role, one policy per function
         for name, doc in policies.items():
             assert iam.wildcard_violations(doc) == [], name
         roles = [

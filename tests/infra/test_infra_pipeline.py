@@ -338,3 +338,38 @@ def test_code_archive_holds_handlers_and_package_only() -> Output[Any]:
         assert not any("__pycache__" in f or ".egg-info" in f for f in files)
 
     return Output.all(settled(p), p.compactor.code).apply(lambda a: check(a[1]))
+
+
+@pulumi.runtime.test
+def test_the_query_function_is_reached_by_an_iam_guarded_url_and_only_reads() -> Output[Any]:
+    p = build()
+
+    def check() -> None:
+        fn = inputs(p, "query")
+        url = inputs(p, "query-url")
+        policy = json.loads(inputs(p, "query-policy")["policy"])
+        assert fn["handler"] == "query_handler.handler"
+        assert fn["runtime"] == "python3.12"
+        assert "reservedConcurrentExecutions" not in fn  # reads scale freely
+        assert url["authorizationType"] == "AWS_IAM"
+        actions = {a for s in policy["Statement"] for a in s["Action"]}
+        assert actions == {
+            "dynamodb:GetItem",
+            "s3:GetObject",
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+        }
+
+    return checked(p, check)
+
+
+@pulumi.runtime.test
+def test_sharded_collections_get_one_compactor_per_shard_group() -> Output[Any]:
+    p = build({"queueType": "fifo", "collectionShards": '{"docs": 4, "notes": 2}'})
+
+    def check() -> None:
+        assert inputs(p, "compactor")["reservedConcurrentExecutions"] == 6
+        env = inputs(p, "compactor")["environment"]["variables"]
+        assert json.loads(env["COLLECTION_SHARDS"]) == {"docs": 4, "notes": 2}
+
+    return checked(p, check)
