@@ -77,9 +77,10 @@ class LocalProcess:
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
         )
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 120) -> None:
+        """Ctrl-C: local mode saves its state, then exits."""
         self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=120)
+        self.process.wait(timeout=timeout)
 
 
 def start_local(data_dir: Path) -> LocalProcess:
