@@ -145,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--updates", type=int, default=10_000, help="updates per run (10000)")
     bench.add_argument("--seed-updates", type=int, default=300, help="for the slow seed (300)")
     bench.add_argument(
-        "--fifo-updates", type=int, default=1000, help="for ours on one FIFO group (1000)"
+        "--fifo-updates", type=int, default=300, help="for ours on one FIFO group (300)"
     )
     bench.add_argument("--records", type=int, default=10_000, help="base collection size")
     bench.add_argument("--dim", type=int, default=384, help="embedding dimension (384)")

@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 LABELS = {
@@ -32,7 +33,7 @@ def write(summary: dict[str, Any], docs: Path) -> dict[str, Any]:
 
 def tables(s: dict[str, Any]) -> str:
     if "results" not in s:
-        return "\n".join(scale_table(s["scale"]))
+        return "\n".join([*scale_table(s["scale"]), "", *goals(s)])
     r, rate = s["results"], s["msgs_per_s"]
     plan = s["plan"]
     lines = [
@@ -71,7 +72,35 @@ def tables(s: dict[str, Any]) -> str:
         )
     if "scale" in s:
         lines += ["", *scale_table(s["scale"])]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *goals(s)])
+
+
+GOALS: tuple[tuple[str, str, Callable[[float], bool]], ...] = (  # key, goal, test on figure
+    ("ratio_vs_seed", "ours / seed messages per second ≥ 100x", lambda v: v >= 100),
+    ("ratio_vs_limit", "ours / limit messages per second ≥ 50%", lambda v: v >= 0.5),
+    (
+        "cycle_growth_100k_vs_10k",
+        "100-update cycle, 100K vs 10K records ≤ 1.5x",
+        lambda v: v <= 1.5,
+    ),
+    (
+        "upload_fraction_100k",
+        "bytes up per 100-update cycle at 100K ≤ 5% of snapshot",
+        lambda v: v <= 0.05,
+    ),
+    ("peak_rss_mb_100k_1536", "peak RSS of a cycle at 100K x 1536 ≤ 2 GB", lambda v: v <= 2048),
+)
+
+
+def goals(s: dict[str, Any]) -> list[str]:
+    """Each goal of issue 7 against its latest figure (scale goals need `make bench-scale`)."""
+    lines = ["| goal | figure | met |", "|---|---:|---|"]
+    for key, text, met in GOALS:
+        value = s.get(key)
+        shown = "not measured" if value is None else f"{value:g}"
+        verdict = "-" if value is None else ("yes" if met(value) else "**no**")
+        lines.append(f"| {text} | {shown} | {verdict} |")
+    return lines
 
 
 def scale_table(scale: dict[str, Any]) -> list[str]:

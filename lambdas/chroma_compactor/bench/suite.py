@@ -32,7 +32,7 @@ QUEUES = {"seed": "fifo", "ours_standard": "standard", "ours_fifo": "fifo"}
 class Plan:
     updates: int = 10_000
     seed_updates: int = 300
-    fifo_updates: int = 1000  # one FIFO group yields 10 messages per cycle: a rate, not a total
+    fifo_updates: int = 300  # one FIFO group yields 10 messages per cycle: a rate, not a total
     base_records: int = 10_000
     dim: int = 384
     latency_ms: float = 25.0
