@@ -65,6 +65,43 @@ with mock_aws():
     print(json.dumps({"first": first, "after_timeout": receive()}))
 """
 
+DELETE_SCRIPT = """
+import json, sys
+import boto3
+from moto import mock_aws
+from moto.sqs import models
+if sys.argv[1] == "patched":
+    from chroma_compactor import moto_patches
+    moto_patches.apply()
+scans = 0
+original = models.Message.had_receipt_handle
+def counting(self, handle):
+    global scans
+    scans += 1
+    return original(self, handle)
+models.Message.had_receipt_handle = counting
+with mock_aws():
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    for i in range(30):
+        sqs.send_message(QueueUrl=url, MessageBody=str(i))
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)["Messages"]
+    entries = lambda ms: [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(ms)]
+    first = sqs.delete_message_batch(QueueUrl=url, Entries=entries(got[:5]))
+    mixed = entries(got[3:7]) + [{"Id": "bogus", "ReceiptHandle": "not-a-handle"}]
+    second = sqs.delete_message_batch(QueueUrl=url, Entries=mixed)
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=got[9]["ReceiptHandle"])
+    left = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    print(json.dumps({
+        "scans": scans,
+        "first_ok": sorted(e["Id"] for e in first.get("Successful", [])),
+        "second_ok": sorted(e["Id"] for e in second.get("Successful", [])),
+        "second_failed": [(e["Id"], e["Code"]) for e in second.get("Failed", [])],
+        "visible": left["ApproximateNumberOfMessages"],
+        "in_flight": left["ApproximateNumberOfMessagesNotVisible"],
+    }))
+"""
+
 
 def _run(mode: str, script: str = SCRIPT) -> dict[str, object]:
     out = subprocess.run(
@@ -107,3 +144,19 @@ def test_patched_moto_redelivers_the_whole_expired_fifo_group_in_order() -> None
         "first": ["m0", "m1", "m2"],
         "after_timeout": ["m0", "m1", "m2"],
     }
+
+
+def test_unpatched_moto_scans_the_queue_for_every_deleted_receipt_handle() -> None:
+    # each of the 8 real deletes passes over the 20+ messages left in the queue, at least once
+    assert _run("plain", DELETE_SCRIPT)["scans"] >= 8 * 20
+
+
+def test_patched_moto_deletes_through_an_index_with_the_same_answers() -> None:
+    plain, patched = _run("plain", DELETE_SCRIPT), _run("patched", DELETE_SCRIPT)
+
+    assert patched["scans"] == 0
+    assert {k: v for k, v in patched.items() if k != "scans"} == {
+        k: v for k, v in plain.items() if k != "scans"
+    }
+    assert patched["second_failed"] == [["bogus", "ReceiptHandleIsInvalid"]]
+    assert (patched["visible"], patched["in_flight"]) == ("20", "2")  # 8 of 10 deleted
