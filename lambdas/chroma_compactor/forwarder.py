@@ -24,7 +24,14 @@ from boto3.dynamodb.types import TypeDeserializer
 from pydantic import ValidationError as PydanticValidationError
 
 from chroma_compactor.errors import ConfigurationError, InvalidMessage
-from chroma_compactor.ops import Operation, OpKind, decode, encode, pack_embedding
+from chroma_compactor.ops import (
+    MAX_MESSAGE_BYTES,
+    Operation,
+    OpKind,
+    decode,
+    encode,
+    pack_embedding,
+)
 from chroma_compactor.shards import Layout
 
 if TYPE_CHECKING:
@@ -113,7 +120,13 @@ def _operation(record: dict[str, Any]) -> Operation | None:
             metadata=metadata if metadata is not None else {},
         )
     # Round-trip through the wire format: what the compactor would reject, reject here first.
-    return decode(encode(op))
+    body = encode(op)
+    size = len(body.encode("utf-8"))
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(
+            f"operation of {id_!r} encodes to {size} bytes, over SQS's {MAX_MESSAGE_BYTES}"
+        )
+    return decode(body)
 
 
 def forward(sqs: SQSClient, settings: Settings, records: Iterable[dict[str, Any]]) -> ForwardResult:

@@ -47,6 +47,9 @@ MAX_DOCUMENT_BYTES = 256 * 1024
 # Metadata is filtered on, not stored in bulk: a bound keeps one record from bloating the SQLite
 # metadata segment (and, with the document, keeps a message under SQS's 256 KiB).
 MAX_METADATA_BYTES = 64 * 1024
+# A whole encoded message: SQS's default MaximumMessageSize, which every queue accepts whatever
+# its provider's default (a larger body fails the whole SendMessageBatch call, not one entry).
+MAX_MESSAGE_BYTES = 256 * 1024
 
 MetadataValue = StrictStr | StrictBool | StrictInt | StrictFloat
 Metadata = dict[str, MetadataValue]

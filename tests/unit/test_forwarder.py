@@ -210,6 +210,19 @@ def test_a_collection_name_chroma_rejects_is_an_invalid_message() -> None:
         operation_from_record(_insert(collection="my docs"))
 
 
+def test_a_record_whose_message_would_exceed_sqs_limit_is_invalid() -> None:
+    # Each field is within its own bound; together they are over SQS's 256 KiB.
+    new = {
+        "rev": {"N": "1"},
+        "embedding": {"B": _b64(vector(1).tobytes())},
+        "document": {"S": "x" * (ops.MAX_DOCUMENT_BYTES - 1024)},
+        "metadata": {"M": {"note": {"S": "y" * (ops.MAX_METADATA_BYTES // 2)}}},
+    }
+
+    with pytest.raises(InvalidMessage, match=f"over SQS's {ops.MAX_MESSAGE_BYTES}"):
+        operation_from_record(_record("INSERT", new))
+
+
 # -- forward() against SQS --------------------------------------------------------------------
 
 
@@ -346,6 +359,30 @@ def test_a_collection_missing_from_the_queue_map_is_reported_as_failed(pipeline:
 
     assert result.sent == 1
     assert result.failed_sequence_numbers == [stray["dynamodb"]["SequenceNumber"]]
+
+
+def test_an_oversized_record_fails_alone_on_a_queue_with_the_default_256_kib_limit(
+    pipeline: Pipeline,
+) -> None:
+    sqs = pipeline.clients.sqs
+    url = sqs.create_queue(
+        QueueName=f"{pipeline.names.queue}-small", Attributes={"MaximumMessageSize": "262144"}
+    )["QueueUrl"]
+    settings = _routed(pipeline, {"docs": url})
+    big = _record(
+        "INSERT",
+        {
+            "rev": {"N": "1"},
+            "embedding": {"B": _b64(vector(1).tobytes())},
+            "document": {"S": "x" * (ops.MAX_DOCUMENT_BYTES - 16)},
+        },
+        id_="big",
+    )
+
+    result = forward(sqs, settings, [_insert("d1"), big, _insert("d2")])
+
+    assert result.failed_sequence_numbers == [big["dynamodb"]["SequenceNumber"]]
+    assert [o.id for o in _ops_on(sqs, url)] == ["d1", "d2"]
 
 
 def test_a_record_with_an_illegal_collection_name_fails_alone(pipeline: Pipeline) -> None:
