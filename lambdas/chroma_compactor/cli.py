@@ -150,7 +150,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--records", type=int, default=10_000, help="base collection size")
     bench.add_argument("--dim", type=int, default=384, help="embedding dimension (384)")
     bench.add_argument("--latency-ms", type=float, default=25.0, help="S3 first byte (25 ms)")
-    bench.add_argument("--bandwidth-mbps", type=float, default=90.0, help="S3 MB/s (90)")
+    bench.add_argument(
+        "--bandwidth-mbps", type=float, default=90.0, help="S3 MB/s, shared by streams (90)"
+    )
+    bench.add_argument(
+        "--api-latency-ms", type=float, default=10.0, help="per SQS/DynamoDB request (10 ms)"
+    )
     bench.add_argument("--docs", type=Path, default=Path("docs"), help="where figures go")
     bench.add_argument(
         "--fixtures", type=Path, default=Path("data/bench"), help="cache of base snapshots"
@@ -381,6 +386,7 @@ def _bench(args: argparse.Namespace) -> int:
         dim=args.dim,
         latency_ms=args.latency_ms,
         bandwidth_mbps=args.bandwidth_mbps,
+        api_latency_ms=args.api_latency_ms,
     )
 
     def progress(line: str) -> None:

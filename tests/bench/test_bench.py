@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import pytest
 
 from chroma_compactor.bench import report, suite
-from chroma_compactor.bench.network import NetworkModel, S3Traffic
+from chroma_compactor.bench.network import NetworkModel, RequestLatency, S3Traffic
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,6 +35,39 @@ def test_the_network_model_counts_and_charges_every_s3_request(pipeline: Pipelin
     # two first bytes (0.1 s) + 200 KB at 1 MB/s (0.2 s)
     assert traffic.slept_s == pytest.approx(0.3, rel=0.05)
     assert elapsed >= 0.3
+
+
+def test_concurrent_s3_transfers_share_the_modelled_bandwidth(pipeline: Pipeline) -> None:
+    s3 = pipeline.clients.s3
+    traffic = S3Traffic(NetworkModel(latency_s=0.0, bandwidth_bytes_per_s=1e6))
+    traffic.attach(s3)
+    body = b"x" * 100_000
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(4) as pool:
+        list(
+            pool.map(
+                lambda i: s3.put_object(Bucket=pipeline.names.bucket, Key=f"k{i}", Body=body),
+                range(4),
+            )
+        )
+    elapsed = time.perf_counter() - start
+
+    assert elapsed >= 0.4  # 400 KB through one 1 MB/s link, not four
+
+
+def test_sqs_and_dynamodb_requests_pay_a_latency_each(pipeline: Pipeline) -> None:
+    latency = RequestLatency(0.05)
+    latency.attach(pipeline.clients.sqs)
+    latency.attach(pipeline.clients.dynamodb)
+
+    start = time.perf_counter()
+    pipeline.clients.sqs.get_queue_attributes(QueueUrl=pipeline.created.queue_url)
+    pipeline.clients.dynamodb.describe_table(TableName=pipeline.names.control_table)
+    elapsed = time.perf_counter() - start
+
+    assert latency.requests == 2
+    assert elapsed >= 0.1
 
 
 @pytest.mark.e2e

@@ -41,7 +41,8 @@ def tables(s: dict[str, Any]) -> str:
         f"and {plan.get('fifo_updates', '-')} for ours on FIFO, whose rates do not depend on "
         f"the count) on a {plan['base_records']:,} x {plan['dim']} "
         f"collection; S3 modelled at {plan['latency_ms']:g} ms per request and "
-        f"{plan['bandwidth_mbps']:g} MB/s.",
+        f"{plan['bandwidth_mbps']:g} MB/s shared, SQS and DynamoDB at "
+        f"{plan.get('api_latency_ms', 0):g} ms per request.",
         "",
         "| configuration | msg/s | cycles | s3 requests/cycle | MB up/cycle | MB down/cycle | peak RSS MB | $ per 10K updates |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

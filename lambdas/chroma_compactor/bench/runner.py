@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chroma_compactor import ops
-from chroma_compactor.bench.network import NetworkModel, S3Traffic
+from chroma_compactor.bench.network import NetworkModel, RequestLatency, S3Traffic
 from chroma_compactor.cycle import Compactor, publish_operations, run_cycle
 from chroma_compactor.local_snapshot import chroma_client, get_collection
 from chroma_compactor.queue import WorkQueue
@@ -49,6 +49,7 @@ class Config:
     fixtures: str  # directory of cached base snapshots
     latency_ms: float = 25.0
     bandwidth_mbps: float = 90.0
+    api_latency_ms: float = 10.0  # per SQS and DynamoDB request
     chunk_bytes: int = 1 << 20
 
 
@@ -64,6 +65,7 @@ class Result:
     s3_puts_per_cycle: float = 0.0
     s3_bytes_up_per_cycle: float = 0.0
     s3_bytes_down_per_cycle: float = 0.0
+    api_requests_per_cycle: float = 0.0  # SQS and DynamoDB
     snapshot_bytes: int = 0
     peak_rss_mb: float = 0.0
 
@@ -122,7 +124,7 @@ def settings_for(config: Config, base: Settings, cache_dir: str) -> Settings:
             "snapshot_transfer": SnapshotTransfer.WHOLE,
         }
     else:
-        mode = {"max_messages_per_cycle": 2000, "fetch_seconds": 2.0}
+        mode = {}  # ours: the deployed defaults
     return base.model_copy(
         update={
             **mode,
@@ -144,6 +146,9 @@ def run_queue(config: Config) -> Result:
     traffic.attach(clients.s3)  # only the measured cycles pay the network model
     url = settings.queue_url_for(COLLECTION)
     _send(clients, url, updates(config), settings.queue_type)
+    api = RequestLatency(config.api_latency_ms / 1000)
+    api.attach(clients.sqs)
+    api.attach(clients.dynamodb)
 
     outcomes: list[Outcome] = []
     reset_peak_rss()
@@ -171,6 +176,7 @@ def run_queue(config: Config) -> Result:
         s3_puts_per_cycle=round(puts / cycles, 1),
         s3_bytes_up_per_cycle=round(up / cycles),
         s3_bytes_down_per_cycle=round(down / cycles),
+        api_requests_per_cycle=round(api.requests / cycles, 1),
         snapshot_bytes=snapshot_bytes,
     )
 

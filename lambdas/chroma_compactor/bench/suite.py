@@ -37,9 +37,25 @@ class Plan:
     dim: int = 384
     latency_ms: float = 25.0
     bandwidth_mbps: float = 90.0
+    api_latency_ms: float = 10.0
     chunk_bytes: int = 1 << 20
     lambda_memory_mb: int = 2048  # ours, as Pulumi deploys it
     seed_memory_mb: int = 4096  # reference/002
+
+    def config(
+        self, name: str, updates: int, fixtures: Path, records: int = 0, dim: int = 0
+    ) -> Config:
+        return Config(
+            name=name,
+            base_records=records or self.base_records,
+            updates=updates,
+            dim=dim or self.dim,
+            fixtures=str(fixtures),
+            latency_ms=self.latency_ms,
+            bandwidth_mbps=self.bandwidth_mbps,
+            api_latency_ms=self.api_latency_ms,
+            chunk_bytes=self.chunk_bytes,
+        )
 
 
 def run(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, Any]:
@@ -48,16 +64,7 @@ def run(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, Any]:
         updates = {"seed": plan.seed_updates, "ours_fifo": plan.fifo_updates}.get(
             name, plan.updates
         )
-        config = Config(
-            name=name,
-            base_records=plan.base_records,
-            updates=updates,
-            dim=plan.dim,
-            fixtures=str(fixtures),
-            latency_ms=plan.latency_ms,
-            bandwidth_mbps=plan.bandwidth_mbps,
-            chunk_bytes=plan.chunk_bytes,
-        )
+        config = plan.config(name, updates, fixtures)
         progress(f"{name}: {updates} updates on {plan.base_records} x {plan.dim} ...")
         results[name] = run_config(config, QUEUES.get(name))
         progress(
@@ -125,8 +132,10 @@ def summarize(plan: Plan, r: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "plan": asdict(plan),
         "network_model": {
-            "latency_ms": plan.latency_ms,
-            "bandwidth_mbps": plan.bandwidth_mbps,
+            "s3_latency_ms": plan.latency_ms,
+            "s3_bandwidth_mbps": plan.bandwidth_mbps,
+            "s3_bandwidth_shared": True,
+            "sqs_dynamodb_latency_ms": plan.api_latency_ms,
         },
         "msgs_per_s": rate,
         "ratio_vs_seed": round(rate["ours_standard"] / rate["seed"], 1),
@@ -165,16 +174,7 @@ def run_scale(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, An
             if name == "seed" and dim > 384:
                 row["seed_cycle_s"] = None  # minutes per cycle; the 384-dim rows show the trend
                 continue
-            config = Config(
-                name=name,
-                base_records=records,
-                updates=100,
-                dim=dim,
-                fixtures=str(fixtures),
-                latency_ms=plan.latency_ms,
-                bandwidth_mbps=plan.bandwidth_mbps,
-                chunk_bytes=plan.chunk_bytes,
-            )
+            config = plan.config(name, 100, fixtures, records, dim)
             progress(f"{name}: 100 updates on {records:,} x {dim} ...")
             r = run_config(config, queue)
             short = "ours" if name == "ours_standard" else "seed"
