@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from chroma_compactor.queue import QueueMessage
     from chroma_compactor.settings import Settings
     from chroma_compactor.shards import Layout, LayoutTable
-    from chroma_compactor.snapshot_store import Manifest, SnapshotStore
+    from chroma_compactor.snapshot_store import DigestIndex, Manifest, SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +364,9 @@ def publish(
         with timer(Step.VALIDATE, c.hooks, collection):
             validate_snapshot(cache.snapshot, collection, applied.records, applied.effects)
         with timer(Step.UPLOAD, c.hooks, collection):
-            manifest = upload(c, cache.snapshot, pointer, parent, heartbeat.lease, applied, outcome)
+            manifest = upload(
+                c, cache.snapshot, pointer, parent, heartbeat.lease, applied, outcome, cache.digests
+            )
         heartbeat.ensure_held()
         with timer(Step.COMMIT, c.hooks, collection):
             commit(c, heartbeat.lease, pointer, manifest)
@@ -486,6 +488,7 @@ def upload(
     lease: Lease,
     applied: Applied,
     outcome: Outcome,
+    digests: DigestIndex | None = None,
 ) -> Manifest:
     import chromadb
 
@@ -501,6 +504,7 @@ def upload(
         chroma_version=chromadb.__version__,
         chunk_bytes=c.settings.chunk_bytes,
         upload_all=c.settings.snapshot_transfer is SnapshotTransfer.WHOLE,
+        digests=digests,
     )
     outcome.upload_bytes = stats.bytes
     return manifest

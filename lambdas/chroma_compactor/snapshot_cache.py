@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chroma_compactor.local_snapshot import LocalSnapshot
+from chroma_compactor.snapshot_store import DigestIndex
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,6 +26,11 @@ class SnapshotCache:
     @property
     def snapshot(self) -> LocalSnapshot:
         return LocalSnapshot(self.root / self.collection / "work")
+
+    @property
+    def digests(self) -> DigestIndex:
+        """What the working copy's files hashed to, so unchanged ones are not read again."""
+        return DigestIndex(self.root / self.collection / "digests.json")
 
     @property
     def _state_path(self) -> Path:

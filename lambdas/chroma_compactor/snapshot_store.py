@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -145,11 +146,19 @@ class SnapshotStore:
         chroma_version: str,
         chunk_bytes: int,
         upload_all: bool = False,
+        digests: DigestIndex | None = None,
     ) -> tuple[Manifest, TransferStats]:
-        """Upload the blobs the parent lacks (every blob if ``upload_all``), then the manifest."""
+        """Upload the blobs the parent lacks (every blob if ``upload_all``), then the manifest.
+
+        ``digests`` remembers the chunks of files that have not changed since they were last
+        read, so a cycle reads what Chroma rewrote, not the whole snapshot.
+        """
+        index = digests or DigestIndex(None)
         files = [
-            _describe(snapshot.root / rel, rel.as_posix(), chunk_bytes) for rel in snapshot.files()
+            index.describe(snapshot.root / rel, rel.as_posix(), chunk_bytes)
+            for rel in snapshot.files()
         ]
+        index.save()
         known = parent.blob_names() if parent is not None and not upload_all else set()
         pending: dict[str, tuple[Path, int, int]] = {}
         for entry in files:
@@ -319,6 +328,56 @@ class SnapshotStore:
                 Delete={"Objects": keys[start : start + 1000], "Quiet": True},  # type: ignore[typeddict-item]
             )
         return len(keys)
+
+
+class DigestIndex:
+    """The chunk digests of a working copy's files, keyed by each file's stat.
+
+    A file whose size, mtime, ctime and inode are what they were when it was hashed has the same
+    bytes (Chroma rewrites files in place or replaces them; either changes the stat), so its
+    entry is reused instead of reading it again: most of a large snapshot (the HNSW files) stays
+    untouched between Chroma's index flushes. A file is remembered only if it was last modified
+    well before it was hashed, so a later write cannot share its timestamp (git's "racy clean"
+    rule). ``path`` None keeps nothing.
+    """
+
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._seen: dict[str, dict[str, Any]] = {}
+        self._kept: dict[str, dict[str, Any]] = {}
+        if path is not None:
+            try:
+                self._seen = json.loads(path.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                self._seen = {}
+
+    def describe(self, path: Path, rel: str, chunk_bytes: int) -> FileEntry:
+        before = _stat_key(path, chunk_bytes)
+        known = self._seen.get(rel)
+        if known is not None and known["stat"] == before:
+            self._kept[rel] = known
+            return FileEntry.model_validate(known["entry"])
+        entry = _describe(path, rel, chunk_bytes)
+        settled = time.time_ns() - max(before[2], before[3]) > self.RACY_NS
+        if settled and _stat_key(path, chunk_bytes) == before:
+            self._kept[rel] = {"stat": before, "entry": entry.model_dump()}
+        return entry
+
+    def save(self) -> None:
+        """Keep the entries of the files described since loading (others are gone)."""
+        if self._path is None:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._kept))
+        tmp.replace(self._path)
+
+
+def _stat_key(path: Path, chunk_bytes: int) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, chunk_bytes]
 
 
 def _describe(path: Path, rel: str, chunk_bytes: int) -> FileEntry:

@@ -8,9 +8,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from chroma_compactor import snapshot_store
 from chroma_compactor.errors import LeaseLost, SnapshotCorrupt, UnknownSnapshotFormat
 from chroma_compactor.local_snapshot import LocalSnapshot
-from chroma_compactor.snapshot_store import Manifest, SnapshotStore, TransferStats
+from chroma_compactor.snapshot_store import (
+    DigestIndex,
+    FileEntry,
+    Manifest,
+    SnapshotStore,
+    TransferStats,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -50,6 +57,7 @@ def _upload(
     version: int,
     parent: Manifest | None = None,
     token: int = 1,
+    digests: DigestIndex | None = None,
 ) -> tuple[Manifest, TransferStats]:
     return store.upload(
         snapshot,
@@ -62,6 +70,7 @@ def _upload(
         dimension=None,
         chroma_version="test",
         chunk_bytes=CHUNK,
+        digests=digests,
     )
 
 
@@ -222,3 +231,49 @@ def test_list_versions_names_only_versions_with_a_manifest(
     _upload(store, snapshot, 2, parent=v1)
 
     assert store.list_versions(COLLECTION) == [1, 2]
+
+
+# -- the digest index: unchanged files are not read again --------------------------------------
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files the store hashed (read whole), in order."""
+    seen: list[str] = []
+    original = snapshot_store._describe
+
+    def counting(path: Path, rel: str, chunk_bytes: int) -> FileEntry:
+        seen.append(rel)
+        return original(path, rel, chunk_bytes)
+
+    monkeypatch.setattr(snapshot_store, "_describe", counting)
+    return seen
+
+
+def test_an_upload_rereads_only_the_files_that_changed_since_the_last(
+    store: SnapshotStore, tmp_path: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(DigestIndex, "RACY_NS", 0)  # the files are "old enough" at once
+    snapshot = _write_snapshot(tmp_path / "snap")
+    index = tmp_path / "digests.json"
+    v1, _ = _upload(store, snapshot, 1, digests=DigestIndex(index))
+    (snapshot.root / "ledger.sqlite3").write_bytes(b"changed")
+    reads.clear()
+
+    v2, _ = _upload(store, snapshot, 2, v1, digests=DigestIndex(index))
+
+    assert reads == ["ledger.sqlite3"]
+    assert v2.files == _upload(store, snapshot, 3, v2)[0].files  # same as reading every file
+
+
+def test_a_file_written_just_before_it_was_hashed_is_read_again_next_time(
+    store: SnapshotStore, tmp_path: Path, reads: list[str]
+) -> None:
+    snapshot = _write_snapshot(tmp_path / "snap")  # written now: inside the racy window
+    index = tmp_path / "digests.json"
+    v1, _ = _upload(store, snapshot, 1, digests=DigestIndex(index))
+    reads.clear()
+
+    _upload(store, snapshot, 2, v1, digests=DigestIndex(index))
+
+    assert sorted(reads) == sorted(f.path for f in v1.files)
