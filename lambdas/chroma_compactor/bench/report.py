@@ -106,17 +106,35 @@ def goals(s: dict[str, Any]) -> list[str]:
 
 def scale_table(scale: dict[str, Any]) -> list[str]:
     lines = [
-        "Scaling (`make bench-scale`): one cycle of a fixed 100-update batch on larger collections.",
+        "Scaling (`make bench-scale`): ten cycles on each collection, ours with 100 updates per "
+        "cycle, the seed with its 10; means per cycle.",
         "",
-        "| records x dim | snapshot MB | ours cycle s | ours MB up | seed cycle s | peak RSS MB (ours) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| records x dim | snapshot MB | ours cycle s | ours MB up (mean / max) | seed cycle s "
+        "| seed s per 100 updates | peak RSS MB (ours) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in scale["rows"]:
         seed = "-" if row["seed_cycle_s"] is None else f"{row['seed_cycle_s']:.2f}"
+        seed_100 = row.get("seed_100_updates_s")
         lines.append(
             f"| {row['records']:,} x {row['dim']} | {_mb(row['snapshot_bytes'])} | "
-            f"{row['ours_cycle_s']:.2f} | {_mb(row['ours_bytes_up'])} | {seed} | "
-            f"{row['ours_peak_rss_mb']:.0f} |"
+            f"{row['ours_cycle_s']:.2f} | {_mb(row['ours_bytes_up'])} / "
+            f"{_mb(row.get('ours_bytes_up_max'))} | {seed} | "
+            f"{'-' if seed_100 is None else f'{seed_100:.1f}'} | {row['ours_peak_rss_mb']:.0f} |"
+        )
+    lines += [
+        "",
+        "Ours, mean time per cycle by phase (ms):",
+        "",
+        "| records x dim | " + " | ".join(PHASES) + " | retention |",
+        "|---|" + "---:|" * (len(PHASES) + 1),
+    ]
+    for row in scale["rows"]:
+        phases = row["ours_phases_ms"]
+        lines.append(
+            f"| {row['records']:,} x {row['dim']} | "
+            + " | ".join(f"{phases.get(p, 0):,.0f}" for p in (*PHASES, "retention"))
+            + " |"
         )
     return lines
 

@@ -51,6 +51,7 @@ class Config:
     bandwidth_mbps: float = 90.0
     api_latency_ms: float = 10.0  # per SQS and DynamoDB request
     chunk_bytes: int = 1 << 20
+    cycle_batch: int = 0  # >0: exactly this many messages per cycle (no greedy fetch)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Result:
     s3_requests_per_cycle: float = 0.0
     s3_puts_per_cycle: float = 0.0
     s3_bytes_up_per_cycle: float = 0.0
+    s3_bytes_up_max: int = 0  # the largest cycle's blobs (Chroma persists HNSW now and then)
     s3_bytes_down_per_cycle: float = 0.0
     api_requests_per_cycle: float = 0.0  # SQS and DynamoDB
     snapshot_bytes: int = 0
@@ -125,6 +127,12 @@ def settings_for(config: Config, base: Settings, cache_dir: str) -> Settings:
         }
     else:
         mode = {}  # ours: the deployed defaults
+    if config.cycle_batch:
+        mode |= {
+            "compaction_batch_size": config.cycle_batch,
+            "compaction_batching_window_seconds": 1 if config.cycle_batch > 10 else 0,
+            "fetch_seconds": 0.0,
+        }
     return base.model_copy(
         update={
             **mode,
@@ -175,6 +183,7 @@ def run_queue(config: Config) -> Result:
         s3_requests_per_cycle=round(requests / cycles, 1),
         s3_puts_per_cycle=round(puts / cycles, 1),
         s3_bytes_up_per_cycle=round(up / cycles),
+        s3_bytes_up_max=max((o.upload_bytes for o in outcomes), default=0),
         s3_bytes_down_per_cycle=round(down / cycles),
         api_requests_per_cycle=round(api.requests / cycles, 1),
         snapshot_bytes=snapshot_bytes,
