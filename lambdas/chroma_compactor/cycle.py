@@ -33,7 +33,7 @@ from chroma_compactor.errors import (
     ValidationFailed,
 )
 from chroma_compactor.lease import Heartbeat
-from chroma_compactor.local_snapshot import chroma_client, get_collection
+from chroma_compactor.local_snapshot import close_warm, get_collection, warm_client
 from chroma_compactor.merge import plan
 from chroma_compactor.ops import decode
 from chroma_compactor.queue import WorkQueue
@@ -391,6 +391,8 @@ def load_snapshot(
     c: Compactor, cache: SnapshotCache, pointer: Pointer, outcome: Outcome
 ) -> Manifest | None:
     """Make the working copy equal the pointed version: reuse it if warm, else sync from S3."""
+    if cache.clean_version() != pointer.version:
+        close_warm(cache.snapshot.chroma_dir)  # its memory may hold what was never committed
     if pointer.version == 0:
         if cache.clean_version() != 0:
             cache.snapshot.wipe()
@@ -454,7 +456,7 @@ def apply(
         ledger.prune_tombstones(now - c.settings.tombstone_horizon_days * 86_400)
         result: ApplyResult | None = None
         if plan_.effects:
-            with chroma_client(snapshot.chroma_dir) as client:
+            with warm_client(snapshot.chroma_dir) as client:
                 chroma_collection = get_collection(
                     client, collection, c.settings.hnsw_space, create=True
                 )

@@ -11,6 +11,7 @@ Layout of a snapshot root (and of every version in S3)::
 from __future__ import annotations
 
 import shutil
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,16 +33,59 @@ def chroma_client(path: Path) -> Iterator[Any]:
     Chroma shares one System per path inside a process; closing the last client stops it, so
     the next client on the same path really reopens the files (what validation relies on).
     """
-    import chromadb  # heavy: imported only where a snapshot is opened
-    from chromadb.config import Settings as ChromaSettings
-
-    client: Any = chromadb.PersistentClient(
-        path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-    )
+    client = _open_client(path)
     try:
         yield client
     finally:
         client.close()
+
+
+# The compactor's working copy stays open between the cycles of a warm process: opening loads
+# the whole HNSW index (and replays Chroma's log), a cost that grows with the collection. At most
+# one idle client is kept, so memory stays that of one index.
+_warm: dict[Path, Any] = {}
+_warm_lock = threading.Lock()
+
+
+@contextmanager
+def warm_client(path: Path) -> Iterator[Any]:
+    """The kept client of ``path`` (opened if there is none), kept again on exit.
+
+    Whoever changes the files by other means (sync, wipe) must ``close_warm(path)`` first. An
+    error inside closes the client: its state is then unknown.
+    """
+    with _warm_lock:
+        client = _warm.pop(path, None)
+    if client is None:
+        client = _open_client(path)
+    try:
+        yield client
+    except BaseException:
+        client.close()
+        raise
+    with _warm_lock:
+        idle = list(_warm.values())
+        _warm.clear()
+        _warm[path] = client
+    for other in idle:
+        other.close()
+
+
+def close_warm(path: Path) -> None:
+    """Close the kept client of ``path``, if any, so the next one reads the files afresh."""
+    with _warm_lock:
+        client = _warm.pop(path, None)
+    if client is not None:
+        client.close()
+
+
+def _open_client(path: Path) -> Any:
+    import chromadb  # heavy: imported only where a snapshot is opened
+    from chromadb.config import Settings as ChromaSettings
+
+    return chromadb.PersistentClient(
+        path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
+    )
 
 
 def get_collection(client: Any, name: str, space: str, create: bool) -> Any:
@@ -83,4 +127,5 @@ class LocalSnapshot:
         return sorted(p.relative_to(self.root) for p in self.root.rglob("*") if p.is_file())
 
     def wipe(self) -> None:
+        close_warm(self.chroma_dir)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chroma_compactor.errors import ValidationFailed
-from chroma_compactor.local_snapshot import chroma_client, get_collection
+from chroma_compactor.local_snapshot import close_warm, get_collection, warm_client
 from chroma_compactor.merge import EffectKind
 
 EMBEDDING_RTOL, EMBEDDING_ATOL = 1e-5, 1e-7
@@ -26,8 +26,13 @@ if TYPE_CHECKING:
 def validate_snapshot(
     snapshot: LocalSnapshot, collection: str, expected_count: int, applied: Mapping[str, Effect]
 ) -> None:
-    """Raise ValidationFailed unless the count matches the ledger and every applied effect shows."""
-    with chroma_client(snapshot.chroma_dir) as client:
+    """Raise ValidationFailed unless the count matches the ledger and every applied effect shows.
+
+    The writer's client is closed first, so this one loads what is on disk; it is then kept open
+    for the next cycle, which thus starts from files that were checked, without loading them again.
+    """
+    close_warm(snapshot.chroma_dir)
+    with warm_client(snapshot.chroma_dir) as client:
         col = get_collection(client, collection, space="", create=False)
         count = col.count()
         if count != expected_count:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from chroma_compactor import ops
+import pytest
+
+from chroma_compactor import local_snapshot, ops
 from chroma_compactor.cycle import Hooks, Step
 from support import snapshot_state, vector
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from chroma_compactor.cycle import Outcome
     from chroma_compactor.reader import Reader
     from support import Pipeline
@@ -59,6 +63,52 @@ def test_a_dirty_cache_refetches_only_changed_chunks(pipeline: Pipeline, reader:
     assert retry.committed_version == before + 1
     assert 0 < retry.download_bytes < total
     assert len(snapshot_state(reader, "docs")) == 311
+
+
+@pytest.fixture
+def opens(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every PersistentClient opened on a working copy (each one loads its HNSW index)."""
+    seen: list[Path] = []
+    original = local_snapshot._open_client
+
+    def counting(path: Path) -> Any:
+        seen.append(path)
+        return original(path)
+
+    monkeypatch.setattr(local_snapshot, "_open_client", counting)
+    return seen
+
+
+def test_a_warm_compactor_opens_its_working_copy_once_per_cycle(
+    pipeline: Pipeline, opens: list[Path]
+) -> None:
+    _commit(pipeline, "a", range(50))
+    assert len(opens) == 2  # cold: the writer's client, then validation's fresh one
+    opens.clear()
+
+    _commit(pipeline, "a", range(50, 60))
+
+    assert len(opens) == 1  # the writer is the client validation left open; validation reopens
+
+
+def test_after_an_abandoned_cycle_the_writer_reopens_the_resynced_files(
+    pipeline: Pipeline, reader: Reader, opens: list[Path]
+) -> None:
+    class FailUpload(Hooks):
+        def before(self, step: Step, collection: str) -> None:
+            if step is Step.UPLOAD:
+                raise ConnectionError("network gone after validation")
+
+    _commit(pipeline, "a", range(20))
+    with contextlib.suppress(ConnectionError):
+        _commit(pipeline, "a", range(20, 25), FailUpload())
+    opens.clear()
+
+    retry = _commit(pipeline, "a", range(25, 26))
+
+    assert len(opens) == 2  # validation's client held unpublished writes: not reused
+    assert retry.committed_version == 2
+    assert len(snapshot_state(reader, "docs")) == 26
 
 
 def test_greedy_fetch_takes_the_backlog_into_one_cycle(pipeline: Pipeline) -> None:
