@@ -31,9 +31,11 @@ attributes, visibility rules and delete answers are as before.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import string
+import threading
 import time
 import weakref
 from typing import Any
@@ -126,12 +128,19 @@ def _patch_receive(models: Any) -> None:
     models.generate_receipt_handle = generate_receipt_handle
     original_receive = backend_cls.receive_message
 
+    receive_lock = threading.Lock()
+
     def receive_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
-        queue = self.get_queue(queue_name)
-        now = time.time() * 1000
-        for message in [m for m in queue.pending_messages if now > m.visible_at]:
-            queue.pending_messages.discard(message)
-        return original_receive(self, queue_name, *args, **kwargs)
+        # moto's receive is not thread-safe: concurrent receivers (the compactor runs several)
+        # could take the same message twice or trip over a set changing size. Short polls are
+        # serialised; a long poll keeps moto's own loop so it does not hold others up.
+        wait = kwargs.get("wait_seconds_timeout", args[1] if len(args) > 1 else 0)
+        with receive_lock if not wait else contextlib.nullcontext():
+            queue = self.get_queue(queue_name)
+            now = time.time() * 1000
+            for message in [m for m in queue.pending_messages if now > m.visible_at]:
+                queue.pending_messages.discard(message)
+            return original_receive(self, queue_name, *args, **kwargs)
 
     backend_cls.receive_message = receive_message
 
