@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 _SQS_BATCH = 10  # ReceiveMessage, DeleteMessageBatch and ChangeMessageVisibilityBatch limit
-_RECEIVERS = 8  # concurrent receives and deletes (the clients' pool holds 32 connections)
+_RECEIVERS = 16  # concurrent receives and deletes (the clients' pool holds 32 connections)
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,8 @@ class Settings(BaseModel):
     compaction_queue_urls: dict[str, str] = Field(default_factory=dict)
     queue_type: QueueType = QueueType.STANDARD
     # Greedy fetch: stop at this many messages or after this many seconds, whichever is first.
-    max_messages_per_cycle: int = Field(default=2000, ge=1, le=100_000)
-    fetch_seconds: float = Field(default=5.0, ge=0)
+    max_messages_per_cycle: int = Field(default=10_000, ge=1, le=100_000)
+    fetch_seconds: float = Field(default=10.0, ge=0)
     # A short lease makes a crashed holder cost little; the heartbeat keeps a live one.
     lease_seconds: float = Field(default=60.0, gt=1)
     lease_wait_seconds: float = Field(default=75.0, ge=0)

@@ -21,7 +21,7 @@ def test_from_env_fills_in_defaults() -> None:
     assert settings.snapshot_bucket == "bucket"
     assert settings.queue_type is QueueType.STANDARD
     assert settings.snapshot_prefix == "snapshots"
-    assert settings.max_messages_per_cycle == 2000
+    assert settings.max_messages_per_cycle == 10_000
     assert settings.lease_seconds == 60.0
     assert settings.tombstone_horizon_days == 15.0
     assert (settings.batch_size, settings.batching_window) == (100, 5)
