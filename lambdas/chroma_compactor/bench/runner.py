@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import resource
 import shutil
 import sys
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from chroma_compactor.cycle import Outcome
 
 COLLECTION = "bench"
+STACK_PID = "BENCH_STACK_PID"  # the local stack's process, whose CPU the run reports
 _SEND_THREADS = 8
 _BUILD_BATCH = 5000
 
@@ -70,6 +72,7 @@ class Result:
     api_requests_per_cycle: float = 0.0  # SQS and DynamoDB
     snapshot_bytes: int = 0
     peak_rss_mb: float = 0.0
+    stand_in_cpu_s: float = 0.0  # CPU the local stack (moto) spent serving the measured run
 
 
 def main() -> None:
@@ -161,6 +164,7 @@ def run_queue(config: Config) -> Result:
     outcomes: list[Outcome] = []
     reset_peak_rss()
     before = traffic.snapshot()
+    stand_in_cpu = _stack_cpu_s()
     start = time.perf_counter()
     queue = WorkQueue(compactor.sqs, url)
     while True:
@@ -170,6 +174,7 @@ def run_queue(config: Config) -> Result:
         report = run_cycle(compactor, event, url, time.monotonic() + 840)
         outcomes += report.outcomes
     seconds = time.perf_counter() - start
+    stand_in_cpu = _stack_cpu_s() - stand_in_cpu
     requests, puts, up, down = (a - b for a, b in zip(traffic.snapshot(), before, strict=True))
     shutil.rmtree(work, ignore_errors=True)
     cycles = max(1, len(outcomes))
@@ -186,6 +191,7 @@ def run_queue(config: Config) -> Result:
         s3_bytes_up_max=max((o.upload_bytes for o in outcomes), default=0),
         s3_bytes_down_per_cycle=round(down / cycles),
         api_requests_per_cycle=round(api.requests / cycles, 1),
+        stand_in_cpu_s=round(stand_in_cpu, 2),
         snapshot_bytes=snapshot_bytes,
     )
 
@@ -259,6 +265,15 @@ def _send(clients: Clients, url: str, operations: list[ops.Operation], queue: Qu
         return
     with ThreadPoolExecutor(_SEND_THREADS) as pool:
         list(pool.map(batch, range(0, len(operations), 10)))
+
+
+def _stack_cpu_s() -> float:
+    """User + system CPU seconds of the local stack's process so far (0 if unknown)."""
+    try:
+        fields = Path(f"/proc/{os.environ[STACK_PID]}/stat").read_text().rsplit(")", 1)[1].split()
+    except (KeyError, OSError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _mean_phases(outcomes: list[Outcome]) -> dict[str, float]:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from chroma_compactor.bench.runner import Config
+from chroma_compactor.bench.runner import STACK_PID, Config
 
 # Published prices, us-east-1, x86 (see docs/performance.md).
 LAMBDA_GB_S_USD = 0.0000166667
@@ -89,7 +89,7 @@ def run_config(config: Config, queue_type: str | None) -> dict[str, Any]:
     try:
         if queue_type is not None:
             stack, stack_env = _start_stack(data, queue_type)
-            env |= stack_env
+            env |= stack_env | {STACK_PID: str(stack.pid)}
         out = subprocess.run(
             [sys.executable, "-m", "chroma_compactor.bench.runner", json.dumps(asdict(config))],
             env=env,
@@ -172,28 +172,38 @@ def _cost(plan: Plan, name: str, r: dict[str, Any]) -> float:
 
 
 SCALE_SIZES = ((10_000, 384), (50_000, 384), (100_000, 384), (100_000, 1536))
-SCALE_UPDATES = {"ours_standard": 1000, "seed": 100}  # ten cycles each: 100 and 10 per cycle
+SCALE_RUNS = (  # name, queue, updates, per cycle (0: greedy), only at this dimension
+    ("ours_standard", "standard", 1000, 100, None),  # ten cycles: one has Chroma's HNSW flush
+    ("seed", "fifo", 100, 10, 384),
+    ("seed", "fifo", 30, 10, 1536),  # the reference's own scale (~70K x 1536): 20 s a cycle
+    ("ours_greedy", "standard", 2000, 0, 1536),  # ours at that scale, as deployed
+)
 
 
 def run_scale(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, Any]:
     """Fixed batches on growing collections, ours (100 per cycle) vs the seed mode (10).
 
-    Ten cycles each, so ours includes the cycle in which Chroma persists its HNSW index (every
-    1,000 writes): one cycle alone could miss or hit it by chance.
+    Ten cycles of ours, so the cycle in which Chroma flushes its HNSW index (every 1,000
+    writes) is counted: one cycle alone could miss it or hit it by chance.
     """
     rows = []
     for records, dim in SCALE_SIZES:
         row: dict[str, Any] = {"records": records, "dim": dim, "seed_cycle_s": None}
-        for name, queue in (("ours_standard", "standard"), ("seed", "fifo")):
-            if name == "seed" and dim > 384:
-                continue  # the 384-dim rows show the seed's trend; this one would take long
-            updates, batch = SCALE_UPDATES[name], 100 if name == "ours_standard" else 10
-            progress(f"{name}: {updates} updates, {batch} per cycle, on {records:,} x {dim} ...")
-            r = run_config(plan.config(name, updates, fixtures, records, dim, batch), queue)
+        for name, queue, updates, batch, only_dim in SCALE_RUNS:
+            if only_dim not in (None, dim):
+                continue
+            progress(
+                f"{name}: {updates} updates, {batch or 'greedy'} per cycle, {records:,} x {dim}"
+            )
+            config = plan.config(
+                name.replace("_greedy", "_standard"), updates, fixtures, records, dim, batch
+            )
+            r = run_config(config, queue)
             cycle_s = round(r["seconds"] / max(1, r["cycles"]), 3)
             if name == "seed":
-                row["seed_cycle_s"] = cycle_s
-                row["seed_100_updates_s"] = round(r["seconds"], 2)
+                row |= {"seed_cycle_s": cycle_s, "seed_msgs_per_s": r["msgs_per_s"]}
+            elif name == "ours_greedy":
+                row["ours_greedy_msgs_per_s"] = r["msgs_per_s"]
             else:
                 row |= {
                     "ours_cycle_s": cycle_s,
@@ -203,7 +213,7 @@ def run_scale(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, An
                     "ours_peak_rss_mb": r["peak_rss_mb"],
                     "ours_phases_ms": r["phases_ms"],
                 }
-            progress(f"  {cycle_s} s per cycle")
+            progress(f"  {cycle_s} s per cycle, {r['msgs_per_s']} msg/s, {r['peak_rss_mb']:.0f} MB")
         rows.append(row)
     by = {(r["records"], r["dim"]): r for r in rows}
     small, large = by[(10_000, 384)], by[(100_000, 384)]
