@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def local(tmp_path: Path) -> Iterator[LocalProcess]:
-    stack = start_local(tmp_path / "data")
+def local(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalProcess]:
+    """Standard queue; parametrize indirectly with "fifo" for a FIFO one."""
+    stack = start_local(tmp_path / "data", getattr(request, "param", "standard"))
     try:
         yield stack
     finally:

@@ -83,7 +83,7 @@ class LocalProcess:
         self.process.wait(timeout=timeout)
 
 
-def start_local(data_dir: Path) -> LocalProcess:
+def start_local(data_dir: Path, queue_type: str = "standard") -> LocalProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
         [
@@ -97,6 +97,8 @@ def start_local(data_dir: Path) -> LocalProcess:
             "0",
             "--data-dir",
             str(data_dir),
+            "--queue-type",
+            queue_type,
         ],
         env=base,
         stdout=subprocess.PIPE,
