@@ -7,6 +7,7 @@ errors are injected with botocore's own event system on the real clients, in fro
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -118,18 +119,42 @@ class FlakyAws:
             return None
         kind = self._rng.choice(["throttle", "server-error", "lost-response"])
         self.injected[kind] += 1
-        dynamodb = "X-Amz-Target" in request.headers and b"DynamoDB" in _header(request)
-        if kind == "lost-response":
-            botocore_stubber("before-send", request)
-        if kind == "throttle" and dynamodb:
-            body = b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate exceeded"}'
-            return _response(request, 400, body, "application/x-amz-json-1.0")
-        if kind == "throttle":
-            body = (
-                b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"
-            )
-            return _response(request, 503, body, "application/xml")
-        return _response(request, 500, b"", "text/plain")
+        return fault(kind, request)
+
+
+class FirstRequestsFail:
+    """The first ``count`` requests through the attached clients fail as ``kind``: FlakyAws made
+    deterministic, for a test that needs an exact number of failures."""
+
+    def __init__(self, kind: str, count: int) -> None:
+        self.kind, self.count, self.injected = kind, count, 0
+        self._lock = threading.Lock()  # requests may come from several threads
+
+    def attach(self, *clients: Any) -> None:
+        for client in clients:
+            client.meta.events.register_first("before-send", self._before_send)
+
+    def _before_send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
+        with self._lock:
+            if self.injected >= self.count:
+                return None
+            self.injected += 1
+        return fault(self.kind, request)
+
+
+def fault(kind: str, request: AWSPreparedRequest) -> AWSResponse:
+    """The response AWS gives for a ``throttle``, a ``server-error``, or a ``lost-response`` (the
+    request is executed, then the caller sees a 500)."""
+    dynamodb = "X-Amz-Target" in request.headers and b"DynamoDB" in _header(request)
+    if kind == "lost-response":
+        botocore_stubber("before-send", request)
+    if kind == "throttle" and dynamodb:
+        body = b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate exceeded"}'
+        return _response(request, 400, body, "application/x-amz-json-1.0")
+    if kind == "throttle":
+        body = b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"
+        return _response(request, 503, body, "application/xml")
+    return _response(request, 500, b"", "text/plain")
 
 
 def _header(request: AWSPreparedRequest) -> bytes:

@@ -25,10 +25,9 @@ from pydantic import ValidationError as PydanticValidationError
 
 from chroma_compactor.errors import ConfigurationError, InvalidMessage
 from chroma_compactor.ops import (
-    MAX_MESSAGE_BYTES,
     Operation,
     OpKind,
-    decode,
+    checked,
     encode,
     pack_embedding,
 )
@@ -119,14 +118,8 @@ def _operation(record: dict[str, Any]) -> Operation | None:
             document=document,
             metadata=metadata if metadata is not None else {},
         )
-    # Round-trip through the wire format: what the compactor would reject, reject here first.
-    body = encode(op)
-    size = len(body.encode("utf-8"))
-    if size > MAX_MESSAGE_BYTES:
-        raise InvalidMessage(
-            f"operation of {id_!r} encodes to {size} bytes, over SQS's {MAX_MESSAGE_BYTES}"
-        )
-    return decode(body)
+    # What the compactor would reject, reject here first.
+    return checked(op)
 
 
 def forward(sqs: SQSClient, settings: Settings, records: Iterable[dict[str, Any]]) -> ForwardResult:

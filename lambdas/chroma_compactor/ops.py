@@ -151,6 +151,18 @@ def pack_embedding(value: bytes | list[float] | np.ndarray[Any, Any]) -> bytes:
     return np.asarray(value, dtype="<f4").tobytes()
 
 
+def checked(op: Operation) -> Operation:
+    """``op`` as the compactor will read it, or InvalidMessage: a round trip through the wire
+    format checks every limit a message must keep, SQS's size included."""
+    body = encode(op)
+    size = len(body.encode("utf-8"))
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(
+            f"operation of {op.id!r} encodes to {size} bytes, over SQS's {MAX_MESSAGE_BYTES}"
+        )
+    return decode(body)
+
+
 def encode(op: Operation) -> str:
     """The JSON body of a queue message for ``op``."""
     body: dict[str, object] = {

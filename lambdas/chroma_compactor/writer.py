@@ -5,51 +5,83 @@
         w.update("a1", metadata={"lang": "fr"})
         w.delete("a2")
 
-Writes are queued in a bounded buffer and written in the background by one thread, batched by
-size (BatchWriteItem, 25 items) and by age (``max_delay_s``). A full buffer blocks the caller or
-raises ``WriterFull`` (``on_full``). Throttling is retried by botocore's retry mode; items that
-DynamoDB leaves unprocessed are retried with jittered exponential backoff; a write that still
-fails goes to ``on_failure`` (and the stats), never silently away.
+Writes wait in a bounded buffer and one background thread sends them, in batches of up to 25
+(by size) or once the oldest has waited ``max_delay_s`` (by age). A full buffer blocks the caller
+or raises ``WriterFull`` (``on_full``). Throttling is retried by botocore's retry mode; items a
+BatchWriteItem leaves unprocessed are sent again with jittered exponential backoff; a write that
+still fails goes to ``on_failure`` and the stats, never silently away. A record the pipeline
+could not carry (a message over SQS's 256 KiB, which is stricter than DynamoDB's 400 KB item, a
+NaN, a reserved metadata key) is refused when it is offered, with ``InvalidRecord``.
 
-**Revs.** Every write carries ``rev`` from a hybrid logical clock: ``max(now_µs << 8, last + 1)``
-per writer. Revs therefore follow wall-clock order across writers and processes, and a record
-re-created after a delete gets a rev above the deleted one's (which the compactor keeps as a
-tombstone), so it is never mistaken for a stale write. Limits: two writers writing the same id
-within their clock skew are ordered by their clocks, not by real time; and a re-create must come
-later than the delete by more than the skew between the two writers' clocks (NTP keeps both
-within milliseconds). Within one writer, order is exact.
+**Revs** come from a hybrid logical clock, ``max(now_µs << 8, last + 1)``, one per process: they
+follow wall-clock time across writers and processes and strictly grow within a process, so a
+record re-created after a delete gets a rev above the deleted one (the compactor's tombstone
+keeps the REMOVE's old image's rev) and is never taken for a stale write.
+
+**Modes.** The compactor keeps, per id, the op with the highest rev; the table must agree.
+
+- ``conditional`` (default): each write is its own request, taking effect only over an older rev
+  (``attribute_not_exists(id) OR rev < :rev``; an update also needs the record), the batch's
+  requests sent in parallel. A delete removes the record (its REMOVE tells the compactor) and
+  then leaves a *stub* ``{collection, id, rev, deleted: true}``, which the forwarder skips (no
+  embedding, document or metadata) but which keeps the delete's rev in the table: an older put
+  that lands later is refused instead of re-creating the record behind the compactor's
+  tombstone. So the table, like the snapshot, keeps the highest rev of every id, and any number
+  of writers may write, delete and re-create the same ids. A write that lost to a newer one is
+  counted ``superseded``. Stubs stay until the id is written again; removing old ones (a TTL
+  sweep days later) is safe.
+- ``batch``: BatchWriteItem, 25 items a request, no conditions and no stubs: the table keeps
+  whichever write lands last. Exact when each id is written through one Writer at a time (one
+  Writer keeps the order of its writes to an id); ~25x fewer requests.
+
+Limits: "later" means a later rev, i.e. later by the writers' clocks. Two writers writing one id
+within their clock skew (NTP: milliseconds) are ordered by their clocks, not by real time, and a
+re-create must follow another machine's delete by more than that skew to win (the table and the
+snapshot still agree either way). Equal revs from two processes (same µs and counter) are
+settled by whichever lands first, in the table and the snapshot alike.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chroma_compactor.errors import CompactorError
-from chroma_compactor.ops import MAX_DOCUMENT_BYTES
+from chroma_compactor import ops
+from chroma_compactor.errors import CompactorError, ConfigurationError, InvalidMessage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    import numpy as np
     from mypy_boto3_dynamodb import DynamoDBClient
 
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "CHROMA_COMPACTOR_WRITER_"
-MAX_BATCH = 25  # BatchWriteItem's limit
-MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's item size limit
+MAX_BATCH = 25  # BatchWriteItem's limit; 25 messages of 256 KiB stay under its 16 MB
 _COUNTER_BITS = 8
+# Conditions of the conditional mode. A stub (``deleted``) is what a delete leaves: its rev.
+_NEWER = "attribute_not_exists(#id) OR #rev < :rev"
+_RECORD_AND_NEWER = "attribute_not_exists(#deleted) AND #rev < :rev"
+_ABSENT_OR_OLDER_STUB = "attribute_not_exists(#id) OR (attribute_exists(#deleted) AND #rev < :rev)"
+_DELETE_ROUNDS = 5
+
+Mode = Literal["conditional", "batch"]
+OnFull = Literal["block", "raise"]
+Kind = Literal["put", "update", "delete"]
+MetadataValue = str | int | float | bool
 
 
 class WriterFull(CompactorError):
@@ -60,14 +92,58 @@ class WriterClosed(CompactorError):
     """A write was offered after close()."""
 
 
+class InvalidRecord(CompactorError, ValueError):
+    """A record the pipeline could never carry; refused before it reaches the table."""
+
+
+class WriterConfig(BaseModel):
+    """What a Writer does; from arguments or ``CHROMA_COMPACTOR_WRITER_<FIELD>`` variables."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    table: str = Field(min_length=1)
+    collection: str | None = None
+    mode: Mode = "conditional"
+    batch_size: int = Field(MAX_BATCH, ge=1, le=MAX_BATCH)
+    max_delay_seconds: float = Field(0.05, ge=0)
+    buffer_size: int = Field(10_000, ge=1)
+    on_full: OnFull = "block"
+    max_attempts: int = Field(8, ge=1)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WriterConfig:
+        """``CHROMA_COMPACTOR_WRITER_TABLE``, ``…_BATCH_SIZE`` etc.; an argument beats the
+        environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            name: env[ENV_PREFIX + name.upper()]
+            for name in cls.model_fields
+            if env.get(ENV_PREFIX + name.upper())
+        }
+        values |= {k: v for k, v in overrides.items() if v is not None}
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{loc} ({ENV_PREFIX}{loc.upper()}): {err['msg']}"
+                for err in e.errors()
+                for loc in [".".join(str(p) for p in err["loc"])]
+            )
+            raise ConfigurationError(f"invalid writer configuration: {problems}") from None
+
+
 @dataclass(frozen=True)
 class Write:
-    kind: Literal["put", "update", "delete"]
+    kind: Kind
     collection: str
     id: str
     rev: int
-    item: dict[str, Any]  # the DynamoDB attributes to write (for put and update)
+    item: dict[str, Any]  # DynamoDB attributes: keys and rev, plus the record's fields for put
     enqueued_at: float
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.collection, self.id
 
 
 @dataclass(frozen=True)
@@ -80,26 +156,16 @@ class WriteFailure:
 class WriterStats:
     enqueued: int
     written: int
-    retried: int  # unprocessed items sent again
-    failed: int
+    superseded: int  # lost to a newer rev already in the table (conditional writes)
+    retried: int  # requests botocore repeated plus unprocessed items sent again
+    failed: int  # reported to on_failure
     pending: int
     mean_latency_ms: float  # enqueue -> written
     max_latency_ms: float
 
 
-@dataclass
-class _Counters:
-    enqueued: int = 0
-    written: int = 0
-    retried: int = 0
-    failed: int = 0
-    latency_total_s: float = 0.0
-    latency_max_s: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 class HybridClock:
-    """Revs that follow wall-clock time and never repeat or go backwards in one writer."""
+    """Revs that follow wall-clock time and never repeat or go backwards in one process."""
 
     def __init__(self, now: Callable[[], float] = time.time) -> None:
         self._now = now
@@ -112,68 +178,111 @@ class HybridClock:
             return self._last
 
 
+PROCESS_CLOCK = HybridClock()
+
+
+class _Signal(Enum):
+    FLUSH = "flush"
+    STOP = "stop"
+
+
+Outcome = Literal["written", "superseded", "failed"]
+
+
+@dataclass
+class _Counters:
+    enqueued: int = 0
+    written: int = 0
+    superseded: int = 0
+    retried: int = 0
+    failed: int = 0
+    latency_total_s: float = 0.0
+    latency_max_s: float = 0.0
+
+    @property
+    def settled(self) -> int:
+        return self.written + self.superseded + self.failed
+
+
+@dataclass
+class _Settled:
+    """What one send did, handed back to be counted at once."""
+
+    outcomes: list[tuple[Write, Outcome, str]] = field(default_factory=list)
+    retries: int = 0
+
+    def add(self, write: Write, outcome: Outcome, reason: str = "") -> None:
+        self.outcomes.append((write, outcome, reason))
+
+
 class Writer:
+    """Writes records to the source table in the background; see the module docstring."""
+
     def __init__(
         self,
         table_name: str,
         collection: str | None = None,
         *,
         client: DynamoDBClient | None = None,
+        mode: Mode = "conditional",
         batch_size: int = MAX_BATCH,
         max_delay_s: float = 0.05,
         buffer_size: int = 10_000,
-        on_full: Literal["block", "raise"] = "block",
+        on_full: OnFull = "block",
         max_attempts: int = 8,
         on_failure: Callable[[WriteFailure], None] | None = None,
-        clock: HybridClock | None = None,
+        clock: HybridClock = PROCESS_CLOCK,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not 1 <= batch_size <= MAX_BATCH:
-            raise ValueError(f"batch_size must be 1..{MAX_BATCH}, got {batch_size}")
-        if on_full not in ("block", "raise"):
-            raise ValueError(f"on_full must be 'block' or 'raise', got {on_full!r}")
-        if client is None:
-            from chroma_compactor.wiring import Clients
-
-            client = Clients.create().dynamodb
-        self.table_name, self.collection = table_name, collection
-        self._ddb = client
-        self._batch_size, self._max_delay_s = batch_size, max_delay_s
-        self._on_full, self._max_attempts = on_full, max_attempts
-        self._on_failure = on_failure
-        self._clock = clock or HybridClock()
-        self._sleep = sleep
-        self._buffer: queue.Queue[Write | None] = queue.Queue(maxsize=buffer_size)
-        self._counters = _Counters()
-        self._settled = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(
-            target=self._run, name="chroma-compactor-writer", daemon=True
+        self.config = WriterConfig.from_env(
+            {},
+            table=table_name,
+            collection=collection,
+            mode=mode,
+            batch_size=batch_size,
+            max_delay_seconds=max_delay_s,
+            buffer_size=buffer_size,
+            on_full=on_full,
+            max_attempts=max_attempts,
         )
+        self._ddb = client or _default_client(max_attempts)
+        self._on_failure = on_failure
+        self._clock = clock
+        self._sleep = sleep
+        self._buffer: queue.Queue[Write | _Signal] = queue.Queue(maxsize=buffer_size)
+        self._counters = _Counters()
+        self._settled = threading.Condition()  # guards _counters; notified as writes settle
+        self._offer_lock = threading.Lock()  # a rev and its place in the buffer, taken together
+        self._closed = False
+        self._pool = ThreadPoolExecutor(batch_size, thread_name_prefix="chroma-compactor-write")
+        self._thread = threading.Thread(target=self._run, name="chroma-compactor-writer")
+        self._thread.daemon = True
         self._thread.start()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Writer:
-        """``CHROMA_COMPACTOR_WRITER_{TABLE,COLLECTION,BATCH_SIZE,MAX_DELAY_MS,BUFFER_SIZE,
-        ON_FULL,MAX_ATTEMPTS}``; keyword arguments win over the environment."""
-        env = os.environ if environ is None else environ
-        read = {name: env.get(ENV_PREFIX + name.upper()) for name in _ENV_FIELDS}
-        args: dict[str, Any] = {}
-        if read["table"]:
-            args["table_name"] = read["table"]
-        if read["collection"]:
-            args["collection"] = read["collection"]
-        for name in ("batch_size", "buffer_size", "max_attempts"):
-            if read[name]:
-                args[name] = int(read[name])  # type: ignore[arg-type]
-        if read["max_delay_ms"]:
-            args["max_delay_s"] = float(read["max_delay_ms"]) / 1000
-        if read["on_full"]:
-            args["on_full"] = read["on_full"]
-        args |= overrides
-        if "table_name" not in args:
-            raise CompactorError(f"no table: set {ENV_PREFIX}TABLE or pass table_name")
-        return cls(**args)
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        client: DynamoDBClient | None = None,
+        on_failure: Callable[[WriteFailure], None] | None = None,
+        **overrides: Any,
+    ) -> Writer:
+        """A writer configured by ``CHROMA_COMPACTOR_WRITER_*``; keyword arguments (the fields of
+        WriterConfig) win over the environment."""
+        c = WriterConfig.from_env(environ, **overrides)
+        return cls(
+            c.table,
+            c.collection,
+            client=client,
+            mode=c.mode,
+            batch_size=c.batch_size,
+            max_delay_s=c.max_delay_seconds,
+            buffer_size=c.buffer_size,
+            on_full=c.on_full,
+            max_attempts=c.max_attempts,
+            on_failure=on_failure,
+        )
 
     # -- the writes ---------------------------------------------------------------------------
 
@@ -182,52 +291,50 @@ class Writer:
         id: str,
         embedding: bytes | list[float] | np.ndarray[Any, Any],
         document: str | None = None,
-        metadata: Mapping[str, str | int | float | bool] | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
         *,
         collection: str | None = None,
     ) -> int:
-        """Queue a whole record; returns its rev."""
-        packed = embedding if isinstance(embedding, bytes) else _pack(embedding)
-        item: dict[str, Any] = {"embedding": {"B": packed}}
-        if document is not None:
-            item["document"] = {"S": document}
-        if metadata is not None:
-            item["metadata"] = {"M": {k: _attribute(v) for k, v in metadata.items()}}
-        return self._offer("put", id, item, collection)
+        """Queue a whole record (float32 embedding); returns its rev."""
+        name = self._collection(collection)
+        packed = ops.pack_embedding(embedding)
+        _check(lambda: ops.upsert(name, id, 0, packed, document, _plain(metadata)))
+        fields: dict[str, Any] = {"embedding": {"B": packed}}
+        fields |= _fields(document, metadata)
+        return self._offer("put", name, id, fields)
 
     def update(
         self,
         id: str,
         *,
-        metadata: Mapping[str, str | int | float | bool] | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
         document: str | None = None,
         collection: str | None = None,
     ) -> int:
-        """Queue a change of an existing record's metadata and/or document (each replaced whole).
-
-        An id that does not exist is reported to ``on_failure``, not created.
-        """
-        if metadata is None and document is None:
-            raise ValueError("update needs metadata and/or document")
-        item: dict[str, Any] = {}
-        if document is not None:
-            item["document"] = {"S": document}
-        if metadata is not None:
-            item["metadata"] = {"M": {k: _attribute(v) for k, v in metadata.items()}}
-        return self._offer("update", id, item, collection)
+        """Queue a change of an existing record's metadata and/or document (each replaced
+        whole). An id that does not exist is reported to ``on_failure``, not created."""
+        name = self._collection(collection)
+        _check(lambda: ops.update(name, id, 0, document, _plain(metadata)))
+        return self._offer("update", name, id, _fields(document, metadata))
 
     def delete(self, id: str, *, collection: str | None = None) -> int:
-        return self._offer("delete", id, {}, collection)
+        name = self._collection(collection)
+        _check(lambda: ops.delete(name, id, 0))
+        return self._offer("delete", name, id, {})
 
     # -- draining -------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is written or failed; False on timeout."""
-        with self._counters.lock:
-            target = self._counters.enqueued
+        """Send what is queued now and wait until it is written or failed; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._settled:
-            while self._done() < target:
+            target = self._counters.enqueued
+        try:
+            self._buffer.put(_Signal.FLUSH, timeout=timeout)
+        except queue.Full:
+            return False
+        with self._settled:
+            while self._counters.settled < target:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -235,14 +342,20 @@ class Writer:
         return True
 
     def close(self, timeout: float | None = None) -> bool:
-        """Drain, then stop the background thread; True if everything was settled in time."""
-        if self._closed:
-            return True
-        self._closed = True
-        drained = self.flush(timeout)
-        self._buffer.put(None)
+        """Send everything queued, then stop; True if all of it settled within ``timeout``."""
+        with self._offer_lock:
+            if self._closed:
+                return self.stats().pending == 0
+            self._closed = True
+        try:
+            self._buffer.put(_Signal.STOP, timeout=timeout)
+        except queue.Full:
+            return False
         self._thread.join(timeout)
-        return drained
+        if self._thread.is_alive():
+            return False
+        self._pool.shutdown()
+        return self.stats().pending == 0
 
     def __enter__(self) -> Writer:
         return self
@@ -251,183 +364,280 @@ class Writer:
         self.close()
 
     def stats(self) -> WriterStats:
-        c = self._counters
-        with c.lock:
-            done = c.written + c.failed
+        with self._settled:
+            c = self._counters
             return WriterStats(
                 enqueued=c.enqueued,
                 written=c.written,
+                superseded=c.superseded,
                 retried=c.retried,
                 failed=c.failed,
-                pending=c.enqueued - done,
+                pending=c.enqueued - c.settled,
                 mean_latency_ms=round(1000 * c.latency_total_s / c.written, 3) if c.written else 0,
                 max_latency_ms=round(1000 * c.latency_max_s, 3),
             )
 
     # -- inside ---------------------------------------------------------------------------------
 
-    def _offer(
-        self,
-        kind: Literal["put", "update", "delete"],
-        id_: str,
-        item: dict[str, Any],
-        collection: str | None,
-    ) -> int:
-        if self._closed:
-            raise WriterClosed("the writer is closed")
-        name = collection or self.collection
+    def _collection(self, collection: str | None) -> str:
+        name = collection or self.config.collection
         if not name:
             raise ValueError("no collection: pass collection= or give the Writer one")
-        if not id_:
-            raise ValueError("id must not be empty")
-        document = item.get("document", {}).get("S")
-        if document is not None and len(document.encode()) > MAX_DOCUMENT_BYTES:
-            raise ValueError(f"document of {id_!r} is over {MAX_DOCUMENT_BYTES} bytes")
-        rev = self._clock.next()
-        full = {"collection": {"S": name}, "id": {"S": id_}, "rev": {"N": str(rev)}, **item}
-        if _approx_size(full) > MAX_ITEM_BYTES:
-            raise ValueError(f"record {id_!r} is over DynamoDB's 400 KB item limit")
-        write = Write(kind, name, id_, rev, full, time.monotonic())
-        try:
-            self._buffer.put(write, block=self._on_full == "block")
-        except queue.Full:
-            raise WriterFull(
-                f"writer buffer full ({self._buffer.maxsize} writes pending); slow down or flush"
-            ) from None
-        with self._counters.lock:
+        return name
+
+    def _offer(self, kind: Kind, collection: str, id_: str, fields: dict[str, Any]) -> int:
+        with self._offer_lock:
+            if self._closed:
+                raise WriterClosed("the writer is closed")
+            # The rev is taken with the buffer's place so that one id's writes leave in rev order.
+            rev = self._clock.next()
+            item = {"collection": {"S": collection}, "id": {"S": id_}, "rev": {"N": str(rev)}}
+            write = Write(kind, collection, id_, rev, item | fields, time.monotonic())
+            try:
+                self._buffer.put(write, block=self.config.on_full == "block")
+            except queue.Full:
+                raise WriterFull(
+                    f"writer buffer full ({self.config.buffer_size} writes pending); "
+                    "slow down, flush, or raise buffer_size"
+                ) from None
+        with self._settled:
             self._counters.enqueued += 1
         return rev
 
-    def _done(self) -> int:
-        with self._counters.lock:
-            return self._counters.written + self._counters.failed
-
     def _run(self) -> None:
-        batch: list[Write] = []
+        batch: dict[tuple[str, str], Write] = {}
         while True:
-            # A batch waits at most max_delay_s from its first write, however busy the buffer.
+            # A batch leaves at most max_delay after its oldest write was offered.
+            oldest = next(iter(batch.values()), None)
             timeout = (
-                max(0.0, batch[0].enqueued_at + self._max_delay_s - time.monotonic())
-                if batch
-                else None
+                None
+                if oldest is None
+                else max(0.0, oldest.enqueued_at + self.config.max_delay_seconds - time.monotonic())
             )
             try:
-                write = self._buffer.get(timeout=timeout)
+                got = self._buffer.get(timeout=timeout)
             except queue.Empty:
-                write = None if not batch else _FLUSH
-            if write is None:
-                self._write_batch(batch)
-                return
-            if write is not _FLUSH:
-                if write.kind == "update" or _key(write) in {_key(w) for w in batch}:
-                    # Keep order: an update goes alone, and one request may not name a key twice.
-                    self._write_batch(batch)
-                    batch = []
-                if write.kind == "update":
-                    self._write_update(write)
+                got = _Signal.FLUSH
+            if isinstance(got, Write):
+                if got.key in batch:  # one request may not name a key twice; keep its order
+                    self._send(list(batch.values()))
+                    batch = {}
+                batch[got.key] = got
+                if len(batch) < self.config.batch_size:
                     continue
-                batch.append(write)
-            if write is _FLUSH or len(batch) >= self._batch_size:
-                self._write_batch(batch)
-                batch = []
+            self._send(list(batch.values()))
+            batch = {}
+            if got is _Signal.STOP:
+                return
 
-    def _write_batch(self, batch: list[Write]) -> None:
+    def _send(self, batch: list[Write]) -> None:
         if not batch:
             return
-        pending = {_key(w): w for w in batch}
-        for attempt in range(self._max_attempts):
-            requests: list[Any] = [_request(w) for w in pending.values()]
-            try:
-                out = self._ddb.batch_write_item(RequestItems={self.table_name: requests})
-            except Exception as e:  # botocore's retries exhausted, or worse: never lose the writes
-                self._settle_failed(list(pending.values()), f"BatchWriteItem failed: {e!r}")
-                return
-            left = out.get("UnprocessedItems", {}).get(self.table_name, [])
-            unprocessed = {_request_key(dict(r)) for r in left}
-            self._settle_written([w for k, w in pending.items() if k not in unprocessed])
-            pending = {k: w for k, w in pending.items() if k in unprocessed}
+        done = _Settled()
+        try:
+            if self.config.mode == "batch":
+                single = [w for w in batch if w.kind == "update"]  # needs its condition: exists
+                self._batch_write([w for w in batch if w.kind != "update"], done)
+            else:
+                single = batch
+            for write, (outcome, reason, retries) in zip(
+                single, self._pool.map(self._conditional_write, single), strict=True
+            ):
+                done.add(write, outcome, reason)
+                done.retries += retries
+        except Exception as e:  # the thread must live on: report the batch, never lose it
+            log.exception("writer could not send a batch")
+            seen = {id(w) for w, _, _ in done.outcomes}
+            for w in batch:
+                if id(w) not in seen:
+                    done.add(w, "failed", f"unexpected error: {e!r}")
+        self._settle(done)
+
+    def _batch_write(self, writes: list[Write], done: _Settled) -> None:
+        table = self.config.table
+        pending = {w.key: w for w in writes}
+        for attempt in range(self.config.max_attempts):
             if not pending:
                 return
-            with self._counters.lock:
-                self._counters.retried += len(pending)
-            self._sleep(_backoff(attempt))
-        self._settle_failed(
-            list(pending.values()),
-            f"still unprocessed after {self._max_attempts} attempts (throttled)",
-        )
+            if attempt:
+                done.retries += len(pending)
+                self._sleep(_backoff(attempt - 1))
+            requests: list[Any] = [_batch_request(w) for w in pending.values()]
+            try:
+                out = self._ddb.batch_write_item(RequestItems={table: requests})
+            except (ClientError, BotoCoreError) as e:  # botocore's own retries are spent
+                done.retries += _retry_attempts(getattr(e, "response", {}))
+                for w in pending.values():
+                    done.add(w, "failed", f"BatchWriteItem failed: {e}")
+                return
+            done.retries += _retry_attempts(out)
+            left = {_request_key(dict(r)) for r in out.get("UnprocessedItems", {}).get(table, [])}
+            for key, w in pending.items():
+                if key not in left:
+                    done.add(w, "written")
+            pending = {k: w for k, w in pending.items() if k in left}
+        for w in pending.values():
+            reason = f"still unprocessed after {self.config.max_attempts} attempts (throttled)"
+            done.add(w, "failed", reason)
 
-    def _write_update(self, write: Write) -> None:
-        names = {"#rev": "rev"}
-        values: dict[str, Any] = {":rev": write.item["rev"]}
-        sets = ["#rev = :rev"]
-        for attribute in ("document", "metadata"):
-            if attribute in write.item:
-                names[f"#{attribute}"] = attribute
-                values[f":{attribute}"] = write.item[attribute]
-                sets.append(f"#{attribute} = :{attribute}")
+    def _conditional_write(self, w: Write) -> tuple[Outcome, str, int]:
+        """One write that takes effect only over an older rev (an update: only on a record)."""
         try:
-            self._ddb.update_item(
-                TableName=self.table_name,
-                Key={"collection": write.item["collection"], "id": write.item["id"]},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_exists(id)",
-                ExpressionAttributeNames=names,
+            if w.kind == "delete":
+                return self._conditional_delete(w)
+            if w.kind == "put":
+                ok, old, retries = self._attempt("put_item", w, _NEWER, Item=w.item)
+            else:
+                changed = [a for a in ("document", "metadata") if a in w.item]
+                ok, old, retries = self._attempt(
+                    "update_item",
+                    w,
+                    _RECORD_AND_NEWER,
+                    Key=_key_attributes(w),
+                    UpdateExpression="SET " + ", ".join(f"#{a} = :{a}" for a in ["rev", *changed]),
+                    ExpressionAttributeNames={f"#{a}": a for a in changed},
+                    ExpressionAttributeValues={f":{a}": w.item[a] for a in changed},
+                )
+        except ClientError as e:
+            return "failed", f"{w.kind} failed: {e}", _retry_attempts(e.response)
+        except BotoCoreError as e:
+            return "failed", f"{w.kind} failed: {e}", 0
+        if ok:
+            return "written", "", retries
+        if w.kind == "update" and (old is None or _is_stub(old)):
+            return "failed", "update failed: no such record", retries
+        return _lost_to(old, w), "", retries
+
+    def _conditional_delete(self, w: Write) -> tuple[Outcome, str, int]:
+        """Remove the record (its REMOVE tells the compactor), then leave a stub at the delete's
+        rev: without it the table would forget the rev, and an older put landing later would
+        re-create the record in the table while the compactor's tombstone keeps it deleted."""
+        retries, removed = 0, False
+        for _ in range(_DELETE_ROUNDS):
+            ok, old, n = self._attempt("delete_item", w, _RECORD_AND_NEWER, Key=_key_attributes(w))
+            retries += n
+            removed = removed or ok
+            if old is not None and (not _is_stub(old) or _rev(old) >= w.rev):
+                return ("written" if removed else _lost_to(old, w)), "", retries
+            stub = w.item | {"deleted": {"BOOL": True}}
+            ok, old, n = self._attempt("put_item", w, _ABSENT_OR_OLDER_STUB, Item=stub)
+            retries += n
+            if ok or (old is not None and (_is_stub(old) or _rev(old) >= w.rev)):
+                return ("written" if ok or removed else _lost_to(old, w)), "", retries
+            # An older put landed between the two steps: remove that record too.
+        return "failed", f"delete kept losing races for {_DELETE_ROUNDS} rounds", retries
+
+    def _attempt(
+        self, call: str, w: Write, condition: str, **params: Any
+    ) -> tuple[bool, dict[str, Any] | None, int]:
+        """(took effect, the item whose rev stopped it, botocore's retries)."""
+        used = condition + params.get("UpdateExpression", "")
+        names = {"#id": "id", "#rev": "rev", "#deleted": "deleted"}
+        names |= params.pop("ExpressionAttributeNames", {})
+        values = {":rev": w.item["rev"]} | params.pop("ExpressionAttributeValues", {})
+        try:
+            out: Any = getattr(self._ddb, call)(
+                TableName=self.config.table,
+                ConditionExpression=condition,
+                # DynamoDB refuses a name or value the expressions do not use.
+                ExpressionAttributeNames={k: v for k, v in names.items() if k in used},
                 ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **params,
             )
         except ClientError as e:
-            code = e.response["Error"]["Code"]
-            reason = "no such record" if code == "ConditionalCheckFailedException" else str(e)
-            self._settle_failed([write], f"update failed: {reason}")
-            return
-        except Exception as e:
-            self._settle_failed([write], f"update failed: {e!r}")
-            return
-        self._settle_written([write])
+            if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old: Any = dict(e.response).get("Item")
+            return False, old, _retry_attempts(e.response)
+        return True, None, _retry_attempts(out)
 
-    def _settle_written(self, writes: list[Write]) -> None:
+    def _settle(self, done: _Settled) -> None:
         now = time.monotonic()
-        with self._counters.lock:
-            for w in writes:
-                latency = now - w.enqueued_at
-                self._counters.written += 1
-                self._counters.latency_total_s += latency
-                self._counters.latency_max_s = max(self._counters.latency_max_s, latency)
-        self._notify()
-
-    def _settle_failed(self, writes: list[Write], reason: str) -> None:
-        with self._counters.lock:
-            self._counters.failed += len(writes)
-        for w in writes:
-            log.error("write failed: %s", reason, extra={"collection": w.collection, "id": w.id})
-            if self._on_failure is not None:
-                with contextlib.suppress(Exception):  # a broken callback must not stop the writer
-                    self._on_failure(WriteFailure(w, reason))
-        self._notify()
-
-    def _notify(self) -> None:
+        failures: list[WriteFailure] = []
         with self._settled:
+            c = self._counters
+            c.retried += done.retries
+            for write, outcome, reason in done.outcomes:
+                if outcome == "written":
+                    c.written += 1
+                    latency = now - write.enqueued_at
+                    c.latency_total_s += latency
+                    c.latency_max_s = max(c.latency_max_s, latency)
+                elif outcome == "superseded":
+                    c.superseded += 1
+                else:
+                    c.failed += 1
+                    failures.append(WriteFailure(write, reason))
+        for failure in failures:
+            w = failure.write
+            log.error(
+                "write failed: %s",
+                failure.reason,
+                extra={"collection": w.collection, "id": w.id, "rev": w.rev},
+            )
+            if self._on_failure is not None:
+                try:
+                    self._on_failure(failure)
+                except Exception:  # a broken callback must not stop the writer thread
+                    log.exception("on_failure callback raised")
+        with self._settled:  # counted before the callback ran; waiters wake after it
             self._settled.notify_all()
 
 
-_ENV_FIELDS = (
-    "table",
-    "collection",
-    "batch_size",
-    "max_delay_ms",
-    "buffer_size",
-    "on_full",
-    "max_attempts",
-)
-_FLUSH = Write("put", "", "", 0, {}, 0.0)  # marker: the batch is old enough to go
+def _default_client(max_attempts: int) -> DynamoDBClient:
+    """Adaptive retries: throttling also slows the writer's own request rate. (Not wiring's
+    clients: wiring imports chromadb, which a service that only writes has no use for.)"""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "adaptive", "max_attempts": max_attempts},
+        max_pool_connections=MAX_BATCH,
+        connect_timeout=5,
+        read_timeout=30,
+    )
+    return boto3.client("dynamodb", config=config)
 
 
-def _key(w: Write) -> tuple[str, str]:
-    return w.collection, w.id
+def _check(build: Callable[[], ops.Operation]) -> None:
+    """Refuse now what the forwarder or the compactor would refuse later."""
+    op_id = "?"
+    try:
+        op = build()
+        op_id = op.id
+        ops.checked(op)
+    except InvalidMessage as e:
+        raise InvalidRecord(str(e)) from None
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise InvalidRecord(f"invalid record {op_id!r}: {problems}") from None
 
 
-def _request(w: Write) -> dict[str, Any]:
+def _plain(metadata: Mapping[str, MetadataValue] | None) -> ops.Metadata | None:
+    return None if metadata is None else dict(metadata)
+
+
+def _fields(document: str | None, metadata: Mapping[str, MetadataValue] | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if document is not None:
+        fields["document"] = {"S": document}
+    if metadata is not None:
+        fields["metadata"] = {"M": {k: _attribute(v) for k, v in metadata.items()}}
+    return fields
+
+
+def _attribute(value: MetadataValue) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float):
+        return {"N": str(Decimal(str(value)))}
+    return {"S": value}
+
+
+def _batch_request(w: Write) -> dict[str, Any]:
     if w.kind == "delete":
-        return {"DeleteRequest": {"Key": {"collection": w.item["collection"], "id": w.item["id"]}}}
+        return {"DeleteRequest": {"Key": _key_attributes(w)}}
     return {"PutRequest": {"Item": w.item}}
 
 
@@ -436,33 +646,28 @@ def _request_key(r: dict[str, Any]) -> tuple[str, str]:
     return attrs["collection"]["S"], attrs["id"]["S"]
 
 
+def _key_attributes(w: Write) -> dict[str, Any]:
+    return {"collection": w.item["collection"], "id": w.item["id"]}
+
+
+def _rev(item: dict[str, Any]) -> int:
+    return int(item["rev"]["N"])
+
+
+def _is_stub(item: dict[str, Any]) -> bool:
+    return "deleted" in item
+
+
+def _lost_to(old: dict[str, Any] | None, w: Write) -> Outcome:
+    """A write refused for ``old``: the same rev means botocore resent one that had landed."""
+    return "written" if old is not None and _rev(old) == w.rev else "superseded"
+
+
+def _retry_attempts(response: Any) -> int:
+    """How many times botocore resent the request (a response or a ClientError's response)."""
+    return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+
+
 def _backoff(attempt: int) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
     return random.uniform(0, min(5.0, 0.05 * 2**attempt))
-
-
-def _pack(embedding: list[float] | np.ndarray[Any, Any]) -> bytes:
-    vector = np.asarray(embedding, dtype="<f4")
-    if vector.ndim != 1 or not vector.size:
-        raise ValueError("embedding must be a non-empty vector")
-    if not np.isfinite(vector).all():
-        raise ValueError("embedding contains NaN or infinity")
-    return vector.tobytes()
-
-
-def _attribute(value: str | int | float | bool) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int | float):
-        return {"N": str(Decimal(str(value)))}
-    if isinstance(value, str):
-        return {"S": value}
-    raise ValueError(f"metadata values are str, int, float or bool, not {type(value).__name__}")
-
-
-def _approx_size(item: dict[str, Any]) -> int:
-    total = 0
-    for name, value in item.items():
-        ((kind, v),) = value.items()
-        total += len(name) + (len(v) if kind in ("B", "S", "N") else len(str(v)))
-    return total
