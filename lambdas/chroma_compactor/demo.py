@@ -1,9 +1,10 @@
 """``chroma-compactor demo`` (``make run``): the whole pipeline, locally, on realistic data.
 
-Two collections of clustered embeddings are written to the source table, then a wave of
-metadata changes, deletes and late updates of deleted ids (the race the design we replace
-feared). The local stack forwards and compacts it all; the demo then shows what each cycle did,
-queries a snapshot, and checks that every snapshot equals the table.
+Two collections of clustered embeddings are written to the source table through the Writer
+client, as a user's service would, then a wave of metadata changes, deletes and late updates of
+deleted ids (the race the design we replace feared: the writer refuses them and reports them).
+The local stack forwards and compacts it all; the demo then shows what each cycle did, queries a
+snapshot, and checks that every snapshot equals the table.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.table import Table
 
 from chroma_compactor.local_stack import LocalStack
 from chroma_compactor.validate import EMBEDDING_ATOL, EMBEDDING_RTOL
+from chroma_compactor.writer import WriteFailure, Writer
 
 if TYPE_CHECKING:
     from chroma_compactor.settings import QueueType, Settings
@@ -100,13 +102,13 @@ def _demo(console: Console, stack: LocalStack, settings: Settings, records: int)
     try:
         started = time.monotonic()
         data = SampleData(records)
-        writes = _write_everything(console, clients, settings, data)
+        writes, writes_ok = _write_everything(console, clients, settings, data)
         drained = _wait_for_compaction(console, tally, writes)
         elapsed = time.monotonic() - started
     finally:
         pollers.stop()
     _summary(console, clients, settings, tally, elapsed)
-    ok = drained and _check(console, clients, settings, data) and not pollers.errors
+    ok = writes_ok and drained and _check(console, clients, settings, data) and not pollers.errors
     console.print("[bold green]demo passed[/]" if ok else "[bold red]demo failed[/]")
     return 0 if ok else 1
 
@@ -118,91 +120,75 @@ class SampleData:
         self.rng = np.random.default_rng(seed)
         self.centers = {t: self.rng.normal(size=DIM).astype(np.float32) for t in TOPICS}
         self.per_collection = per_collection
-        self.revs: dict[tuple[str, str], int] = {}
+        self.metadata: dict[tuple[str, str], dict[str, str | int | float | bool]] = {}
 
     def record(self, collection: str, i: int) -> dict[str, Any]:
+        """The arguments of ``Writer.upsert`` for record ``i``."""
         topic = TOPICS[i % len(TOPICS)]
         vector = self.centers[topic] + 0.3 * self.rng.normal(size=DIM).astype(np.float32)
-        id_ = f"{collection[:-1]}-{i:05d}"
-        self.revs[(collection, id_)] = 1
+        id_ = self.id(collection, i)
+        self.metadata[(collection, id_)] = {"topic": topic, "year": 2015 + i % 10}
         return {
-            "collection": {"S": collection},
-            "id": {"S": id_},
-            "rev": {"N": "1"},
-            "embedding": {"B": vector.astype("<f4").tobytes()},
-            "document": {"S": f"{collection[:-1]} {i} about {topic}"},
-            "metadata": {"M": {"topic": {"S": topic}, "year": {"N": str(2015 + i % 10)}}},
+            "id": id_,
+            "embedding": vector,
+            "document": f"{collection[:-1]} {i} about {topic}",
+            "metadata": self.metadata[(collection, id_)],
+            "collection": collection,
         }
 
-    def next_rev(self, collection: str, id_: str) -> int:
-        self.revs[(collection, id_)] += 1
-        return self.revs[(collection, id_)]
+    @staticmethod
+    def id(collection: str, i: int) -> str:
+        return f"{collection[:-1]}-{i:05d}"
 
 
 def _write_everything(
     console: Console, clients: Clients, settings: Settings, data: SampleData
-) -> int:
-    table = settings.source_table_name
-    ddb = clients.dynamodb
+) -> tuple[int, bool]:
+    """Write through the Writer; returns the messages the stream will carry and whether the
+    writer refused exactly the late updates of deleted records."""
     pick = random.Random(11)
-    writes = 0
-    with _progress(console) as progress:
-        n = data.per_collection
+    refused: list[WriteFailure] = []
+    late: set[tuple[str, str]] = set()
+    n = data.per_collection
+    writer = Writer(settings.source_table_name, client=clients.dynamodb, on_failure=refused.append)
+    with writer, _progress(console) as progress:
         task = progress.add_task("writing records", total=n * len(COLLECTIONS))
         for collection in COLLECTIONS:
-            for start in range(0, n, 25):
-                items = [data.record(collection, i) for i in range(start, min(n, start + 25))]
-                _batch_put(ddb, table, items)
-                writes += len(items)
-                progress.advance(task, len(items))
+            for i in range(n):
+                writer.upsert(**data.record(collection, i))
+                progress.advance(task)
+        writer.flush()
         wave = progress.add_task("updates and deletes", total=None)
         for collection in COLLECTIONS:
-            ids = [f"{collection[:-1]}-{i:05d}" for i in range(n)]
+            ids = [data.id(collection, i) for i in range(n)]
             for id_ in pick.sample(ids, n // 5):  # metadata changes, full state: the new image
-                rev = data.next_rev(collection, id_)
-                ddb.update_item(
-                    TableName=table,
-                    Key={"collection": {"S": collection}, "id": {"S": id_}},
-                    UpdateExpression="SET metadata.reviewed = :t, metadata.score = :s, rev = :r",
-                    ExpressionAttributeValues={
-                        ":t": {"BOOL": True},
-                        ":s": {"N": str(pick.randint(1, 5))},
-                        ":r": {"N": str(rev)},
-                    },
-                )
-                writes += 1
+                metadata = data.metadata[(collection, id_)] | {
+                    "reviewed": True,
+                    "score": pick.randint(1, 5),
+                }
+                writer.update(id_, metadata=metadata, collection=collection)
                 progress.advance(wave)
             deleted = pick.sample(ids, n // 10)
             for id_ in deleted:
-                data.next_rev(collection, id_)
-                ddb.delete_item(
-                    TableName=table, Key={"collection": {"S": collection}, "id": {"S": id_}}
-                )
-                writes += 1
+                writer.delete(id_, collection=collection)
                 progress.advance(wave)
             # Late label updates for deleted records: they must not bring them back.
             for id_ in deleted[: max(1, len(deleted) // 5)]:
-                rev = data.next_rev(collection, id_)
-                ddb.update_item(
-                    TableName=table,
-                    Key={"collection": {"S": collection}, "id": {"S": id_}},
-                    UpdateExpression="SET metadata = :m, rev = :r",
-                    ExpressionAttributeValues={
-                        ":m": {"M": {"label": {"S": "late"}}},
-                        ":r": {"N": str(rev)},
-                    },
-                )
-                writes += 1
+                writer.update(id_, metadata={"label": "late"}, collection=collection)
+                late.add((collection, id_))
                 progress.advance(wave)
         progress.update(wave, total=progress.tasks[wave].completed)
-    return writes
-
-
-def _batch_put(ddb: Any, table: str, items: list[dict[str, Any]]) -> None:
-    requests = [{"PutRequest": {"Item": item}} for item in items]
-    while requests:
-        out = ddb.batch_write_item(RequestItems={table: requests})
-        requests = out.get("UnprocessedItems", {}).get(table, [])
+    stats = writer.stats()
+    console.print(
+        f"writer: {stats.written} written, {stats.failed} refused (late updates of deleted "
+        f"records: no such record), {stats.retried} retried, "
+        f"mean latency {stats.mean_latency_ms:.1f} ms"
+    )
+    as_expected = {(f.write.collection, f.write.id) for f in refused} == late and all(
+        f.reason == "update failed: no such record" for f in refused
+    )
+    # One stream record per written put, update and delete (a delete's stub is skipped).
+    return stats.written, as_expected
 
 
 def _wait_for_compaction(console: Console, tally: Tally, writes: int) -> bool:

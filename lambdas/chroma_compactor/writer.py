@@ -571,7 +571,9 @@ class Writer:
                     failures.append(WriteFailure(write, reason))
         for failure in failures:
             w = failure.write
-            log.error(
+            # Reported once: to the callback when there is one, else as an error in the log.
+            log.log(
+                logging.ERROR if self._on_failure is None else logging.DEBUG,
                 "write failed: %s",
                 failure.reason,
                 extra={"collection": w.collection, "id": w.id, "rev": w.rev},
