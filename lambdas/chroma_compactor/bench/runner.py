@@ -71,6 +71,8 @@ class Result:
     s3_bytes_down_per_cycle: float = 0.0
     api_requests_per_cycle: float = 0.0  # SQS and DynamoDB
     snapshot_bytes: int = 0
+    index_bytes: int = 0  # the HNSW segment's files: what a Chroma index flush rewrites
+    upload_bytes: list[int] = field(default_factory=list)  # per cycle
     peak_rss_mb: float = 0.0
     stand_in_cpu_s: float = 0.0  # CPU the local stack (moto) spent serving the measured run
 
@@ -154,6 +156,7 @@ def run_queue(config: Config) -> Result:
     settings = settings_for(config, Settings.from_env(), str(work / "cache"))
     compactor = build_compactor(settings, clients)
     snapshot_bytes = _place_base(config, compactor)
+    index_bytes = _index_bytes(compactor)
     traffic.attach(clients.s3)  # only the measured cycles pay the network model
     url = settings.queue_url_for(COLLECTION)
     _send(clients, url, updates(config), settings.queue_type)
@@ -193,6 +196,8 @@ def run_queue(config: Config) -> Result:
         api_requests_per_cycle=round(api.requests / cycles, 1),
         stand_in_cpu_s=round(stand_in_cpu, 2),
         snapshot_bytes=snapshot_bytes,
+        index_bytes=index_bytes,
+        upload_bytes=[o.upload_bytes for o in outcomes],
     )
 
 
@@ -206,6 +211,12 @@ def _place_base(config: Config, compactor: Compactor) -> int:
         shutil.copytree(fixture, cache.snapshot.root, dirs_exist_ok=True)
         _publish_copy(compactor, cache)
     return sum(p.stat().st_size for p in cache.snapshot.root.rglob("*") if p.is_file())
+
+
+def _index_bytes(compactor: Compactor) -> int:
+    """Bytes of the HNSW segment directories (chroma/<segment id>/*)."""
+    chroma = SnapshotCache(Path(compactor.settings.cache_dir), COLLECTION).snapshot.chroma_dir
+    return sum(p.stat().st_size for p in chroma.glob("*/*") if p.is_file())
 
 
 def _build_fixture(config: Config, compactor: Compactor, fixture: Path) -> None:
