@@ -14,7 +14,7 @@ import logging
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -168,7 +168,8 @@ class _Work:
             except InvalidMessage as e:
                 rejected.append((message, str(e)))
                 continue
-            routed.append((self.partition_of(op), message, op))
+            # Keep the decoded operation, not its JSON too (a 1536-dim body is ~8 KiB of base64).
+            routed.append((self.partition_of(op), replace(message, body=""), op))
         self.failed += rejected
         for partition, message, op in routed:
             self.pending[partition].append((message, op))
@@ -266,6 +267,7 @@ def _compact_collection(
                 except Exception:
                     queue.release(fetched)  # none was taken; none may wait hidden
                     raise
+                del fetched  # the bodies: work holds the decoded operations
             batch = work.take(collection)
             outcome.messages = len(batch)
             applied = publish(

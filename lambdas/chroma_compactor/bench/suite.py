@@ -220,7 +220,10 @@ def run_scale(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, An
             if name == "seed":
                 row |= {"seed_cycle_s": cycle_s, "seed_msgs_per_s": r["msgs_per_s"]}
             elif name == "ours_greedy":
-                row["ours_greedy_msgs_per_s"] = r["msgs_per_s"]
+                row |= {
+                    "ours_greedy_msgs_per_s": r["msgs_per_s"],
+                    "ours_greedy_phases_ms": r["phases_ms"],
+                }
             else:
                 row |= {
                     "ours_cycle_s": cycle_s,
