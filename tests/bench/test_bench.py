@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import struct
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -11,6 +13,7 @@ import pytest
 
 from chroma_compactor.bench import report, suite
 from chroma_compactor.bench.network import NetworkModel, RequestLatency, S3Traffic
+from chroma_compactor.bench.png import Canvas
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -90,3 +93,19 @@ def test_a_tiny_bench_reports_every_figure_the_docs_need(tmp_path: Path) -> None
     assert json.loads((tmp_path / "performance.json").read_text()) == recorded
     assert "<!-- bench:begin -->" in (tmp_path / "performance.md").read_text()
     assert (tmp_path / "performance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_stdlib_png_holds_what_was_drawn(tmp_path: Path) -> None:
+    canvas = Canvas(40, 20)
+    canvas.rect(10, 5, 30, 15, (200, 10, 20))
+    canvas.save(tmp_path / "c.png")
+
+    data = (tmp_path / "c.png").read_bytes()
+    width, height = struct.unpack(">II", data[16:24])
+    idat_len = struct.unpack(">I", data[33:37])[0]
+    assert data[37:41] == b"IDAT"
+    rows = zlib.decompress(data[41 : 41 + idat_len])
+    pixel = lambda x, y: tuple(rows[y * (1 + 3 * width) + 1 + 3 * x :][:3])  # noqa: E731
+    assert (width, height) == (40, 20)
+    assert pixel(20, 10) == (200, 10, 20)
+    assert pixel(2, 2) == (255, 255, 255)
