@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from chroma_compactor.settings import Settings
 
 DIM = 8
+_EXPORT_PAGE = 5_000
 
 
 class FakeClock:
@@ -174,6 +175,8 @@ class Pipeline:
             for raw in page["Items"]:
                 if "deleted" in raw:  # a stub a conditional delete left: its rev, no record
                     continue
+                if "compaction_run" in raw:  # a bulk load's run item: names a delta, no record
+                    continue
                 item = {k: des.deserialize(v) for k, v in raw.items()}
                 meta = item.get("metadata")
                 state[item["id"]] = (
@@ -201,16 +204,22 @@ def assert_same_records(snapshot: dict[str, Any], table: dict[str, Any]) -> None
 def snapshot_state(
     reader: Reader, collection: str, version: int | None = None
 ) -> dict[str, tuple[bytes, str | None, dict[str, Any] | None]]:
+    state = {}
     with reader.open(collection, version) as col:
-        got = col.get(include=["embeddings", "documents", "metadatas"])
-    return {
-        id_: (
-            np.asarray(got["embeddings"][i], dtype="<f4").tobytes(),
-            got["documents"][i],
-            got["metadatas"][i] or None,
-        )
-        for i, id_ in enumerate(got["ids"])
-    }
+        # In pages: one get of every record fails past ~32K ("too many SQL variables").
+        for offset in range(0, col.count(), _EXPORT_PAGE):
+            got = col.get(
+                include=["embeddings", "documents", "metadatas"],
+                limit=_EXPORT_PAGE,
+                offset=offset,
+            )
+            for i, id_ in enumerate(got["ids"]):
+                state[id_] = (
+                    np.asarray(got["embeddings"][i], dtype="<f4").tobytes(),
+                    got["documents"][i],
+                    got["metadatas"][i] or None,
+                )
+    return state
 
 
 def _attr(value: Any) -> dict[str, Any]:

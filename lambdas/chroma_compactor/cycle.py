@@ -13,15 +13,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chroma_compactor.apply import apply_plan, reject_mismatched_dimensions
+from chroma_compactor.apply import ApplyResult, apply_plan, reject_mismatched_dimensions
+from chroma_compactor.delta import DeltaReader, DeltaUnavailable
 from chroma_compactor.errors import (
     CommitRejected,
     DeadlineExceeded,
@@ -34,24 +35,25 @@ from chroma_compactor.errors import (
 )
 from chroma_compactor.lease import Heartbeat
 from chroma_compactor.local_snapshot import close_warm, get_collection, warm_client
-from chroma_compactor.merge import plan
-from chroma_compactor.ops import decode
+from chroma_compactor.merge import Plan, plan
+from chroma_compactor.ops import OpKind, decode
 from chroma_compactor.queue import WorkQueue
 from chroma_compactor.retention import apply_retention
 from chroma_compactor.settings import SnapshotTransfer
 from chroma_compactor.snapshot_cache import SnapshotCache
-from chroma_compactor.validate import validate_snapshot
+from chroma_compactor.validate import EffectSample, validate_snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
-    from chroma_compactor.apply import ApplyResult
     from chroma_compactor.health import HealthTable
     from chroma_compactor.lease import Lease, LeaseTable
+    from chroma_compactor.ledger import Ledger
     from chroma_compactor.local_snapshot import LocalSnapshot
-    from chroma_compactor.merge import Effect, Plan
+    from chroma_compactor.merge import Effect
     from chroma_compactor.ops import Operation
     from chroma_compactor.pointer import Pointer, PointerTable
     from chroma_compactor.queue import QueueMessage
@@ -61,6 +63,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Effects of deltas that validation re-reads (a uniform sample: a bulk load's every record would
+# not fit in memory); the batch's own operations are all re-read.
+_DELTA_CHECKS = 2_000
 # Time kept in reserve for upload, commit and acks when deciding whether to go on.
 _COMMIT_RESERVE_S = 20.0
 # Why a cycle gives up without publishing; any of these leaves the pointer and messages intact.
@@ -107,6 +112,7 @@ class Compactor:
     pointers: PointerTable
     store: SnapshotStore
     sqs: SQSClient
+    s3: S3Client  # reads deltas (bulk loads); snapshots go through ``store``
     owner: str
     layouts: LayoutTable
     health: HealthTable
@@ -127,6 +133,7 @@ class Outcome:
     stale: int = 0
     not_found: int = 0
     failed: int = 0
+    delta_records: int = 0  # records read from deltas (bulk loads) for this partition
     records: int = 0
     upload_bytes: int = 0
     download_bytes: int = 0
@@ -165,11 +172,12 @@ class _Work:
         for message in messages:
             try:
                 op = decode(message.body)
+                partition = self.partition_of(op)
             except InvalidMessage as e:
                 rejected.append((message, str(e)))
                 continue
             # Keep the decoded operation, not its JSON too (a 1536-dim body is ~8 KiB of base64).
-            routed.append((self.partition_of(op), replace(message, body=""), op))
+            routed.append((partition, replace(message, body=""), op))
         self.failed += rejected
         for partition, message, op in routed:
             self.pending[partition].append((message, op))
@@ -193,7 +201,15 @@ class _Layouts:
         if layout is None:
             configured = self._c.settings.shards_for(op.collection)
             layout = self._known[op.collection] = self._c.layouts.ensure(op.collection, configured)
-        return layout.partition_of(op.id)
+        if op.delta is None:
+            return layout.partition_of(op.id)
+        if op.delta.shards != layout.shards:
+            raise InvalidMessage(
+                f"delta {op.id!r} was split for {op.delta.shards} shards but "
+                f"{op.collection!r} has {layout.shards} (resharded since?); its records are in "
+                "the table: rebuild the collection from it"
+            )
+        return layout.partitions[op.delta.shard]
 
 
 def run_cycle(
@@ -249,7 +265,7 @@ def _compact_collection(
     timer = _PhaseTimer(outcome)
     cache = SnapshotCache(Path(c.settings.cache_dir), collection)
     batch: list[tuple[QueueMessage, Operation]] = []
-    failures: dict[str, str] = {}
+    failure_of: Callable[[Operation], str | None] = _no_failure
     lease: Lease | None = None
     try:
         with timer(Step.LEASE, c.hooks, collection):
@@ -281,7 +297,7 @@ def _compact_collection(
                 timer,
                 deadline,
             )
-            failures = applied.failures
+            failure_of = applied.failure_of
             lease = heartbeat.lease
     except _ABANDON as e:
         outcome.abandoned = f"{type(e).__name__}: {e}"
@@ -295,7 +311,7 @@ def _compact_collection(
         _give_back(c, queue, batch or work.take(collection), lease, timer, collection)
         raise
 
-    ack(c, queue, batch, failures, work, timer, collection)
+    ack(c, queue, batch, failure_of, work, timer, collection)
     _release_quietly(c, lease)
     return outcome
 
@@ -427,16 +443,23 @@ def fetch_more(c: Compactor, queue: WorkQueue, deadline: float) -> list[QueueMes
 class Applied:
     """What ``apply`` did to the working copy."""
 
-    plan: Plan
-    result: ApplyResult | None
+    plan: Plan  # counts of every op planned (its effects: the batch's own ops only)
+    result: ApplyResult | None  # counts; ``applied``: what validation checks
     failures: dict[str, str]  # id -> why it could not be applied
     records: int
     tombstones: int
     dimension: int | None
+    failed_deltas: dict[str, str] = field(default_factory=dict)  # run id -> why
+    delta_records: int = 0
 
     @property
     def effects(self) -> dict[str, Effect]:
         return self.result.applied if self.result is not None else {}
+
+    def failure_of(self, op: Operation) -> str | None:
+        if op.op is OpKind.DELTA:
+            return self.failed_deltas.get(op.id)
+        return self.failures.get(op.id)
 
 
 def apply(
@@ -445,43 +468,133 @@ def apply(
     collection: str,
     operations: list[Operation],
 ) -> Applied:
-    """Coalesce the batch against the ledger and write the effects to Chroma and the ledger."""
+    """Coalesce the batch against the ledger and write the effects to Chroma and the ledger.
+
+    Deltas (bulk loads) go first, streamed from S3 a chunk at a time through the same plan and
+    ledger, so memory stays one chunk whatever their size; then the batch's own operations, so
+    an update patches a record that its batch's delta created.
+    """
     now = c.clock()
-    with snapshot.open_ledger() as ledger:
-        ops, rejected, dimension = reject_mismatched_dimensions(operations, ledger.dimension)
-        failures = {op.id: reason for op, reason in rejected}
-        for op, reason in rejected:
-            log.error(
-                "operation rejected: %s", reason, extra={"collection": collection, "id": op.id}
-            )
-        plan_ = plan(ops, ledger.get_many(op.id for op in ops))
+    result = ApplyResult()
+    applied = Applied(Plan(), result, {}, records=0, tombstones=0, dimension=None)
+    singles = [op for op in operations if op.op is not OpKind.DELTA]
+    checks = EffectSample(_DELTA_CHECKS)
+    with snapshot.open_ledger() as ledger, _Chroma(snapshot, collection, c.settings) as chroma:
+        for op in operations:
+            if op.op is OpKind.DELTA:
+                _apply_delta(c, chroma, ledger, op, now, applied, checks)
+        effects = _apply_ops(chroma, ledger, singles, now, applied, applied.failures)
+        # The batch's own effects are all checked, and win over a delta's for the same id.
+        result.applied = checks.effects | effects
         ledger.prune_tombstones(now - c.settings.tombstone_horizon_days * 86_400)
-        result: ApplyResult | None = None
-        if plan_.effects:
-            with warm_client(snapshot.chroma_dir) as client:
-                chroma_collection = get_collection(
-                    client, collection, c.settings.hnsw_space, create=True
-                )
-                if ledger.dimension is None and dimension is not None:
-                    ledger.dimension = dimension
-                result = apply_plan(
-                    chroma_collection, ledger, plan_, now, client.get_max_batch_size()
-                )
-            for id_, reason in result.failed.items():
-                log.error(
-                    "record rejected by chroma: %s",
-                    reason,
-                    extra={"collection": collection, "id": id_},
-                )
-            failures |= result.failed
-        return Applied(
-            plan=plan_,
-            result=result,
-            failures=failures,
-            records=ledger.live_count(),
-            tombstones=ledger.tombstone_count(),
-            dimension=ledger.dimension,
+        applied.records = ledger.live_count()
+        applied.tombstones = ledger.tombstone_count()
+        applied.dimension = ledger.dimension
+    return applied
+
+
+def _apply_delta(
+    c: Compactor,
+    chroma: _Chroma,
+    ledger: Ledger,
+    op: Operation,
+    now: float,
+    applied: Applied,
+    checks: EffectSample,
+) -> None:
+    """Stream one delta message's records through plan and apply_plan, a Chroma batch at a
+    time. A delta that is missing or damaged changes nothing and fails its message alone."""
+    reader = DeltaReader(c.s3, op)
+    failures: dict[str, str] = {}
+    try:
+        for chunk in reader.chunks(chroma.max_batch()):
+            checks.add(_apply_ops(chroma, ledger, chunk, now, applied, failures))
+    except DeltaUnavailable as e:
+        log.error("delta not applied: %s", e, extra={"collection": op.collection, "id": op.id})
+        applied.failed_deltas[op.id] = str(e)
+        return
+    finally:
+        applied.delta_records += reader.read
+    problems = [reader.failure() or ""]
+    if failures:
+        shown = "; ".join(list(failures.values())[:5])
+        problems.append(f"delta {op.id!r}: {len(failures)} records not applied: {shown}")
+    if any(problems):
+        applied.failed_deltas[op.id] = " / ".join(p for p in problems if p)
+
+
+def _apply_ops(
+    chroma: _Chroma,
+    ledger: Ledger,
+    operations: list[Operation],
+    now: float,
+    applied: Applied,
+    failures: dict[str, str],
+) -> dict[str, Effect]:
+    """Plan ``operations`` against the ledger and apply the effects; returns those effects and
+    adds the counts to ``applied`` and the failed ids to ``failures``."""
+    collection = chroma.name
+    ops, rejected, dimension = reject_mismatched_dimensions(operations, ledger.dimension)
+    for op, reason in rejected:
+        failures[op.id] = reason
+        log.error("operation rejected: %s", reason, extra={"collection": collection, "id": op.id})
+    plan_ = plan(ops, ledger.get_many(op.id for op in ops))
+    _add_plan(applied.plan, plan_)
+    if not plan_.effects:
+        return {}
+    chroma_collection = chroma.collection()
+    if ledger.dimension is None and dimension is not None:
+        ledger.dimension = dimension
+    result = apply_plan(chroma_collection, ledger, plan_, now, chroma.max_batch())
+    for id_, reason in result.failed.items():
+        log.error(
+            "record rejected by chroma: %s", reason, extra={"collection": collection, "id": id_}
         )
+    failures |= result.failed
+    assert applied.result is not None
+    applied.result.upserted += result.upserted
+    applied.result.deleted += result.deleted
+    applied.result.not_found += result.not_found
+    return result.applied
+
+
+def _add_plan(total: Plan, part: Plan) -> None:
+    total.stale += part.stale
+    total.coalesced += part.coalesced
+    total.not_found += part.not_found
+    total.ops += part.ops
+
+
+class _Chroma:
+    """The working copy's Chroma collection, opened on first need: a batch whose ops are all
+    stale never loads the index."""
+
+    def __init__(self, snapshot: LocalSnapshot, name: str, settings: Settings) -> None:
+        self._snapshot = snapshot
+        self.name = name
+        self._space = settings.hnsw_space
+        self._stack = ExitStack()
+        self._client: Any = None
+        self._collection: Any = None
+
+    def __enter__(self) -> _Chroma:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
+
+    def collection(self) -> Any:
+        if self._collection is None:
+            self._collection = get_collection(self._open(), self.name, self._space, create=True)
+        return self._collection
+
+    def max_batch(self) -> int:
+        return int(self._open().get_max_batch_size())
+
+    def _open(self) -> Any:
+        if self._client is None:
+            self._client = self._stack.enter_context(warm_client(self._snapshot.chroma_dir))
+        return self._client
 
 
 def upload(
@@ -539,16 +652,19 @@ def ack(
     c: Compactor,
     queue: WorkQueue,
     batch: list[tuple[QueueMessage, Operation]],
-    failures: dict[str, str],
+    failure_of: Callable[[Operation], str | None],
     work: _Work,
     timer: _PhaseTimer,
     collection: str,
 ) -> None:
     """After the commit: delete what is settled; failed ids' messages go the DLQ way."""
-    settled = [m for m, op in batch if op.id not in failures]
+    settled: list[QueueMessage] = []
     for message, op in batch:
-        if op.id in failures:
-            work.failed.append((message, f"{collection!r}: {failures[op.id]}"))
+        reason = failure_of(op)
+        if reason is None:
+            settled.append(message)
+        else:
+            work.failed.append((message, f"{collection!r}: {reason}"))
     with timer(Step.DELETE, c.hooks, collection):
         refused = queue.delete(settled)
     if refused:
@@ -561,13 +677,18 @@ def ack(
 # -- helpers --------------------------------------------------------------------------------------
 
 
+def _no_failure(_op: Operation) -> str | None:
+    return None
+
+
 def _count(outcome: Outcome, applied: Applied) -> None:
     result = applied.result
     outcome.coalesced = applied.plan.coalesced
     outcome.stale = applied.plan.stale
     outcome.not_found = applied.plan.not_found + (result.not_found if result else 0)
     outcome.applied = (result.upserted + result.deleted) if result else 0
-    outcome.failed = len(applied.failures)
+    outcome.failed = len(applied.failures) + len(applied.failed_deltas)
+    outcome.delta_records = applied.delta_records
     outcome.records = applied.records
 
 

@@ -6,6 +6,9 @@ so any delivery order converges. A NewImage without an embedding (a table that k
 elsewhere) becomes an ``update`` of document and metadata, which heals reordering among updates
 but not an update that arrives before its record's first upsert (it is skipped as not found).
 
+Bulk loads (delta.py): an item image that carries ``bulk_run`` is not sent (its run's delta
+carries it); a run item's INSERT becomes one ``delta`` message per shard of its collection.
+
 Revs: the item's ``rev`` attribute. A REMOVE carries the OldImage's rev; at equal rev a delete
 outranks an upsert, so a writer that re-creates an id must give it a higher rev than the delete
 saw. Without a ``rev`` attribute the stream record's SequenceNumber stands in: it grows with
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer
 from pydantic import ValidationError as PydanticValidationError
 
+from chroma_compactor.delta import BULK_RUN, RUN, delta_operations
 from chroma_compactor.errors import ConfigurationError, InvalidMessage
 from chroma_compactor.ops import (
     Operation,
@@ -133,11 +137,11 @@ def forward(sqs: SQSClient, settings: Settings, records: Iterable[dict[str, Any]
     for record in records:
         seq = record["dynamodb"]["SequenceNumber"]
         try:
-            op = operation_from_record(record)
-            if op is None:
+            operations = operations_to_send(record, settings)
+            if not operations:
                 result.skipped += 1
                 continue
-            url = settings.queue_url_for(op.collection)
+            url = settings.queue_url_for(operations[0].collection)
         except (InvalidMessage, ConfigurationError) as e:
             log.error(
                 "stream record not forwarded: %s",
@@ -146,13 +150,37 @@ def forward(sqs: SQSClient, settings: Settings, records: Iterable[dict[str, Any]
             )
             result.failed_sequence_numbers.append(seq)
             continue
-        by_queue.setdefault(url, []).append(StreamItem(seq, record["eventID"], op))
+        for i, op in enumerate(operations):
+            # One event, several messages (a delta's shards): each its own FIFO dedup id.
+            event_id = record["eventID"] if i == 0 else f"{record['eventID']}:{i}"
+            by_queue.setdefault(url, []).append(StreamItem(seq, event_id, op))
     for url, items in by_queue.items():
         for batch in _batches(items):
             failed = _send(sqs, url, batch, settings)
             result.sent += len(batch) - len(failed)
             result.failed_sequence_numbers.extend(i.sequence_number for i in failed)
+    # A delta's shards may fail apart; the record is reported (and resent whole) once.
+    result.failed_sequence_numbers = list(dict.fromkeys(result.failed_sequence_numbers))
     return result
+
+
+def operations_to_send(record: dict[str, Any], settings: Settings) -> list[Operation]:
+    """The messages a stream record becomes: a run item's INSERT one delta per shard, an image a
+    delta carries (``bulk_run``) none, any other record its operation (or none)."""
+    ddb = record["dynamodb"]
+    image = ddb.get("OldImage" if record.get("eventName") == "REMOVE" else "NewImage", {})
+    if RUN in image:
+        if record.get("eventName") != "INSERT":
+            return []  # a run is announced once; its later changes and removal mean nothing
+        keys = _image(ddb.get("Keys", {}))
+        collection, id_ = str(keys.get("collection")), str(keys.get("id"))
+        return delta_operations(
+            collection, id_, _image({RUN: image[RUN]})[RUN], settings.shards_for(collection)
+        )
+    if BULK_RUN in image and record.get("eventName") != "REMOVE":
+        return []
+    op = operation_from_record(record)
+    return [] if op is None else [op]
 
 
 def _send(
@@ -170,7 +198,11 @@ def _send(
                 # the configured count is safe even mid-reshard: the compactor re-routes by the
                 # layout it reads, and the group only decides parallelism.
                 layout = Layout(item.op.collection, settings.shards_for(item.op.collection))
-                entry["MessageGroupId"] = layout.group_id(item.op.id)
+                entry["MessageGroupId"] = (
+                    layout.group_id(item.op.id)
+                    if item.op.delta is None
+                    else layout.shard_group_id(item.op.delta.shard)
+                )
                 entry["MessageDeduplicationId"] = item.event_id[:128]
             entries.append(entry)
         out = sqs.send_message_batch(QueueUrl=url, Entries=entries)

@@ -7,6 +7,11 @@ A message body is one JSON object::
 
 ``embedding`` may also be a JSON list of numbers. ``update`` carries ``metadata`` and/or
 ``document`` (each, when present, replaces the stored value whole); ``delete`` carries neither.
+``delta`` names a bulk load's records in S3 instead of carrying one (see delta.py)::
+
+    {"v": 1, "op": "delta", "collection": "docs", "id": "<run id>", "rev": 0,
+     "delta": {"bucket": "...", "key": "...", "sha256": "...", "size": 123, "records": 50000,
+               "shard": 0, "shards": 2}}
 Embeddings stay packed float32 bytes from the wire to Chroma: a 1536-dim vector is 6 KiB that way,
 ~40 KiB as Python floats.
 """
@@ -59,6 +64,22 @@ class OpKind(StrEnum):
     UPSERT = "upsert"
     UPDATE = "update"
     DELETE = "delete"
+    DELTA = "delta"  # a bulk load: many upserts in one S3 object
+
+
+class DeltaRef(BaseModel):
+    """Where a bulk load's records wait, and which of them this message is for: the records
+    whose ``shard_of(id, shards) == shard`` (one message per shard of a sharded collection)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bucket: Annotated[str, Field(min_length=1)]
+    key: Annotated[str, Field(min_length=1)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    size: Annotated[int, Field(ge=0)]  # of the object, in bytes
+    records: Annotated[int, Field(ge=0)]
+    shard: Annotated[int, Field(ge=0)] = 0
+    shards: Annotated[int, Field(ge=1)] = 1
 
 
 class Operation(BaseModel):
@@ -81,6 +102,7 @@ class Operation(BaseModel):
     embedding: bytes | None = None  # float32 little-endian
     document: str | None = None
     metadata: Metadata | None = None
+    delta: DeltaRef | None = None
 
     @field_validator("collection")
     @classmethod
@@ -145,6 +167,10 @@ def delete(collection: str, id: str, rev: int) -> Operation:
     return Operation(op=OpKind.DELETE, collection=collection, id=id, rev=rev)
 
 
+def delta(collection: str, run_id: str, ref: DeltaRef) -> Operation:
+    return Operation(op=OpKind.DELTA, collection=collection, id=run_id, rev=0, delta=ref)
+
+
 def pack_embedding(value: bytes | list[float] | np.ndarray[Any, Any]) -> bytes:
     if isinstance(value, bytes):
         return value
@@ -154,13 +180,22 @@ def pack_embedding(value: bytes | list[float] | np.ndarray[Any, Any]) -> bytes:
 def checked(op: Operation) -> Operation:
     """``op`` as the compactor will read it, or InvalidMessage: a round trip through the wire
     format checks every limit a message must keep, SQS's size included."""
+    return _checked(op)[1]
+
+
+def checked_body(op: Operation) -> str:
+    """``op``'s message body, once it passes the checks of ``checked``."""
+    return _checked(op)[0]
+
+
+def _checked(op: Operation) -> tuple[str, Operation]:
     body = encode(op)
     size = len(body.encode("utf-8"))
     if size > MAX_MESSAGE_BYTES:
         raise InvalidMessage(
             f"operation of {op.id!r} encodes to {size} bytes, over SQS's {MAX_MESSAGE_BYTES}"
         )
-    return decode(body)
+    return body, decode(body)
 
 
 def encode(op: Operation) -> str:
@@ -178,6 +213,8 @@ def encode(op: Operation) -> str:
         body["document"] = op.document
     if op.metadata is not None:
         body["metadata"] = op.metadata
+    if op.delta is not None:
+        body["delta"] = op.delta.model_dump()
     return json.dumps(body, separators=(",", ":"), allow_nan=False)
 
 
@@ -230,7 +267,19 @@ def _decode_embedding(value: object) -> bytes:
     raise InvalidMessage("embedding must be base64 float32 or a list of numbers")
 
 
+def _check_delta(op: Operation) -> None:
+    if op.embedding is not None or op.metadata is not None or op.document is not None:
+        raise InvalidMessage(f"delta {op.id!r} carries a record's payload")
+    if op.delta is not None and op.delta.shard >= op.delta.shards:
+        raise InvalidMessage(f"delta {op.id!r} is for shard {op.delta.shard} of {op.delta.shards}")
+
+
 def _check_shape(op: Operation) -> None:
+    if (op.op is OpKind.DELTA) != (op.delta is not None):
+        raise InvalidMessage(f"{op.op} of {op.id!r}: only a delta carries 'delta', and it must")
+    if op.op is OpKind.DELTA:
+        _check_delta(op)
+        return
     if op.op is OpKind.UPSERT:
         if not op.embedding:
             raise InvalidMessage(f"upsert of {op.id!r} has no embedding")

@@ -58,9 +58,12 @@ class Layout:
 
     def group_id(self, id_: str) -> str:
         """The FIFO message group: one per shard, so shards of a FIFO queue compact in parallel."""
+        return self.shard_group_id(shard_of(id_, self.shards))
+
+    def shard_group_id(self, shard: int) -> str:
         if self.shards == 1:
             return f"compaction:{self.collection}"[:128]
-        return f"compaction:{self.collection}:{shard_of(id_, self.shards)}"[:128]
+        return f"compaction:{self.collection}:{shard}"[:128]
 
 
 class LayoutTable:

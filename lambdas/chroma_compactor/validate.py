@@ -6,6 +6,7 @@ them), so what is checked is what a reader will see after download, not what sit
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,34 @@ if TYPE_CHECKING:
 
     from chroma_compactor.local_snapshot import LocalSnapshot
     from chroma_compactor.merge import Effect
+
+
+class EffectSample:
+    """A uniform sample (reservoir) of at most ``size`` effects, for validating a bulk load whose
+    every effect would not fit in memory; a later effect of a kept id replaces the earlier one."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        self.size = size
+        self.effects: dict[str, Effect] = {}
+        self._slots: list[str] = []
+        self._seen = 0
+        self._rng = random.Random(seed)  # a sample, not a secret
+
+    def add(self, effects: Mapping[str, Effect]) -> None:
+        for id_, effect in effects.items():
+            if id_ in self.effects:
+                self.effects[id_] = effect
+                continue
+            self._seen += 1
+            if len(self._slots) < self.size:
+                self._slots.append(id_)
+                self.effects[id_] = effect
+                continue
+            slot = self._rng.randrange(self._seen)
+            if slot < self.size:
+                del self.effects[self._slots[slot]]
+                self._slots[slot] = id_
+                self.effects[id_] = effect
 
 
 def validate_snapshot(

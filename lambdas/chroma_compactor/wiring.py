@@ -97,6 +97,7 @@ def build_compactor(
         pointers=PointerTable(clients.dynamodb, settings.control_table_name, clock),
         store=SnapshotStore(clients.s3, settings.snapshot_bucket, settings.snapshot_prefix),
         sqs=clients.sqs,
+        s3=clients.s3,
         layouts=LayoutTable(clients.dynamodb, settings.control_table_name),
         health=HealthTable(clients.dynamodb, settings.control_table_name, clock),
         owner=owner_id(),

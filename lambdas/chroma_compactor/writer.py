@@ -34,6 +34,15 @@ keeps the REMOVE's old image's rev) and is never taken for a stale write.
   whichever write lands last. Exact when each id is written through one Writer at a time (one
   Writer keeps the order of its writes to an id); ~25x fewer requests.
 
+**Bulk loads.** ``bulk_load(records)`` writes a whole run at once: every record gets a rev and
+goes to the table by BatchWriteItem with ``bulk_run = <run id>`` (the forwarder skips those
+images), the records also go to one gzip NDJSON delta in S3, and a run item announces it, which
+the forwarder turns into one message per shard: the compactor merges the run in one cycle, and a
+million records never cross SQS one by one. A later put or update through this client clears
+``bulk_run`` (a put replaces the item, an update removes it), so later changes flow as usual.
+The table writes are unconditional, as in ``batch`` mode: load ids no other writer is writing
+at the same moment. See docs/bulk_load.md.
+
 Limits: "later" means a later rev, i.e. later by the writers' clocks. Two writers writing one id
 within their clock skew (NTP: milliseconds) are ordered by their clocks, not by real time, and a
 re-create must follow another machine's delete by more than that skew to win (the table and the
@@ -49,23 +58,27 @@ import queue
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chroma_compactor import ops
+from chroma_compactor.delta import BULK_RUN, DeltaFile, delta_key, run_item
 from chroma_compactor.errors import CompactorError, ConfigurationError, InvalidMessage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     import numpy as np
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +90,8 @@ _NEWER = "attribute_not_exists(#id) OR #rev < :rev"
 _RECORD_AND_NEWER = "attribute_not_exists(#deleted) AND #rev < :rev"
 _ABSENT_OR_OLDER_STUB = "attribute_not_exists(#id) OR (attribute_exists(#deleted) AND #rev < :rev)"
 _DELETE_ROUNDS = 5
+# BatchWriteItem requests of a bulk load in flight at once.
+_BULK_IN_FLIGHT = 8
 
 Mode = Literal["conditional", "batch"]
 OnFull = Literal["block", "raise"]
@@ -96,6 +111,15 @@ class InvalidRecord(CompactorError, ValueError):
     """A record the pipeline could never carry; refused before it reaches the table."""
 
 
+class BulkLoadFailed(CompactorError):
+    """A bulk load stopped before its run item was written: the records it already put in the
+    table (``bulk_run = run_id``) are not in the snapshot. Load them again (a new run)."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        super().__init__(f"bulk load {run_id}: {message}")
+        self.run_id = run_id
+
+
 class WriterConfig(BaseModel):
     """What a Writer does; from arguments or ``CHROMA_COMPACTOR_WRITER_<FIELD>`` variables."""
 
@@ -109,6 +133,8 @@ class WriterConfig(BaseModel):
     buffer_size: int = Field(10_000, ge=1)
     on_full: OnFull = "block"
     max_attempts: int = Field(8, ge=1)
+    # Where bulk_load puts its deltas: the pipeline's snapshot bucket (SNAPSHOT_BUCKET).
+    delta_bucket: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WriterConfig:
@@ -144,6 +170,30 @@ class Write:
     @property
     def key(self) -> tuple[str, str]:
         return self.collection, self.id
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record of a bulk load."""
+
+    id: str
+    embedding: bytes | list[float] | np.ndarray[Any, Any]
+    document: str | None = None
+    metadata: Mapping[str, MetadataValue] | None = None
+
+
+@dataclass(frozen=True)
+class BulkLoad:
+    """What a bulk load wrote: the run, its delta and the revs its records got."""
+
+    run_id: str
+    collection: str
+    records: int
+    delta: str  # s3://bucket/key
+    sha256: str
+    first_rev: int
+    last_rev: int
+    retried: int  # BatchWriteItem items sent again (throttling)
 
 
 @dataclass(frozen=True)
@@ -233,6 +283,8 @@ class Writer:
         on_failure: Callable[[WriteFailure], None] | None = None,
         clock: HybridClock = PROCESS_CLOCK,
         sleep: Callable[[float], None] = time.sleep,
+        s3_client: S3Client | None = None,
+        delta_bucket: str | None = None,
     ) -> None:
         self.config = WriterConfig.from_env(
             {},
@@ -244,8 +296,10 @@ class Writer:
             buffer_size=buffer_size,
             on_full=on_full,
             max_attempts=max_attempts,
+            delta_bucket=delta_bucket,
         )
         self._ddb = client or _default_client(max_attempts)
+        self._s3 = s3_client
         self._on_failure = on_failure
         self._clock = clock
         self._sleep = sleep
@@ -266,6 +320,7 @@ class Writer:
         *,
         client: DynamoDBClient | None = None,
         on_failure: Callable[[WriteFailure], None] | None = None,
+        s3_client: S3Client | None = None,
         **overrides: Any,
     ) -> Writer:
         """A writer configured by ``CHROMA_COMPACTOR_WRITER_*``; keyword arguments (the fields of
@@ -282,6 +337,8 @@ class Writer:
             on_full=c.on_full,
             max_attempts=c.max_attempts,
             on_failure=on_failure,
+            s3_client=s3_client,
+            delta_bucket=c.delta_bucket,
         )
 
     # -- the writes ---------------------------------------------------------------------------
@@ -321,6 +378,87 @@ class Writer:
         name = self._collection(collection)
         _check(lambda: ops.delete(name, id, 0))
         return self._offer("delete", name, id, {})
+
+    def bulk_load(self, records: Iterable[Record], *, collection: str | None = None) -> BulkLoad:
+        """Write ``records`` as one run: to the table and to one delta that the compactor merges
+        in one cycle (see the module docstring); returns once the run item is written.
+
+        A record the pipeline cannot carry stops the load with InvalidRecord; the records before
+        it are still published as the run (the table and the snapshot keep agreeing), the
+        message says which. Any other failure raises BulkLoadFailed with the run id.
+
+        Records stream through: memory holds a few batches and the set of ids (a later record
+        of the same id wins, as a later write would). For very large loads, call once per slice
+        of ~100K records, so that each delta is one cycle well within the compactor's time.
+        """
+        name = self._collection(collection)
+        bucket = self.config.delta_bucket
+        if not bucket:
+            raise ConfigurationError(
+                "bulk_load needs delta_bucket= (the pipeline's SNAPSHOT_BUCKET; "
+                f"{ENV_PREFIX}DELTA_BUCKET)"
+            )
+        self.flush()  # a write queued earlier must not land after the run's, with a lower rev
+        run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:12]}"
+        writes = _BulkWrites(self, run_id)
+        delta = DeltaFile()
+        first_rev = last_rev = 0
+        refused: InvalidRecord | None = None
+        try:
+            for record in records:
+                rev = self._clock.next()
+                packed = ops.pack_embedding(record.embedding)
+                try:
+                    body = _check(
+                        partial(
+                            ops.upsert,
+                            name,
+                            record.id,
+                            rev,
+                            packed,
+                            record.document,
+                            _plain(record.metadata),
+                        )
+                    )
+                except InvalidRecord as e:
+                    refused = e
+                    break
+                first_rev, last_rev = first_rev or rev, rev
+                delta.add(body)
+                item = {"collection": {"S": name}, "id": {"S": record.id}, "rev": {"N": str(rev)}}
+                item |= {"embedding": {"B": packed}} | _fields(record.document, record.metadata)
+                writes.put(Write("put", name, record.id, rev, item | {BULK_RUN: {"S": run_id}}, 0))
+            if delta.records == 0:  # nothing to announce
+                if refused is not None:
+                    raise refused
+                return BulkLoad(run_id, name, 0, "", "", 0, 0, 0)
+            writes.finish()
+            ref = delta.upload(self._delta_s3(), bucket, delta_key(name, run_id))
+            # Last: its INSERT is what makes the compactor merge the run.
+            self._ddb.put_item(TableName=self.config.table, Item=run_item(name, run_id, ref))
+        except BulkLoadFailed:
+            writes.abandon()
+            raise
+        except (ClientError, BotoCoreError, OSError) as e:
+            writes.abandon()
+            raise BulkLoadFailed(run_id, str(e)) from e
+        finally:
+            delta.close()
+        if refused is not None:
+            raise InvalidRecord(
+                f"bulk load {run_id} stopped after {ref.records} records (those were loaded): "
+                f"{refused}"
+            )
+        return BulkLoad(
+            run_id=run_id,
+            collection=name,
+            records=ref.records,
+            delta=f"s3://{ref.bucket}/{ref.key}",
+            sha256=ref.sha256,
+            first_rev=first_rev,
+            last_rev=last_rev,
+            retried=writes.retried,
+        )
 
     # -- draining -------------------------------------------------------------------------------
 
@@ -378,6 +516,13 @@ class Writer:
             )
 
     # -- inside ---------------------------------------------------------------------------------
+
+    def _delta_s3(self) -> S3Client:
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.client("s3")
+        return self._s3
 
     def _collection(self, collection: str | None) -> str:
         name = collection or self.config.collection
@@ -489,13 +634,16 @@ class Writer:
                 ok, old, retries = self._attempt("put_item", w, _NEWER, Item=w.item)
             else:
                 changed = [a for a in ("document", "metadata") if a in w.item]
+                # REMOVE bulk_run: from now on the record's changes are forwarded one by one.
                 ok, old, retries = self._attempt(
                     "update_item",
                     w,
                     _RECORD_AND_NEWER,
                     Key=_key_attributes(w),
-                    UpdateExpression="SET " + ", ".join(f"#{a} = :{a}" for a in ["rev", *changed]),
-                    ExpressionAttributeNames={f"#{a}": a for a in changed},
+                    UpdateExpression="SET "
+                    + ", ".join(f"#{a} = :{a}" for a in ["rev", *changed])
+                    + f" REMOVE #{BULK_RUN}",
+                    ExpressionAttributeNames={f"#{a}": a for a in [*changed, BULK_RUN]},
                     ExpressionAttributeValues={f":{a}": w.item[a] for a in changed},
                 )
         except ClientError as e:
@@ -602,13 +750,13 @@ def _default_client(max_attempts: int) -> DynamoDBClient:
     return boto3.client("dynamodb", config=config)
 
 
-def _check(build: Callable[[], ops.Operation]) -> None:
-    """Refuse now what the forwarder or the compactor would refuse later."""
+def _check(build: Callable[[], ops.Operation]) -> str:
+    """Refuse now what the forwarder or the compactor would refuse later; the message body."""
     op_id = "?"
     try:
         op = build()
         op_id = op.id
-        ops.checked(op)
+        return ops.checked_body(op)
     except InvalidMessage as e:
         raise InvalidRecord(str(e)) from None
     except ValidationError as e:
@@ -673,3 +821,64 @@ def _retry_attempts(response: Any) -> int:
 def _backoff(attempt: int) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
     return random.uniform(0, min(5.0, 0.05 * 2**attempt))
+
+
+class _BulkWrites:
+    """A bulk load's BatchWriteItem requests, a few in flight at once, unprocessed items retried
+    with the writer's backoff. An id met again waits for what is in flight, so the later record
+    (the higher rev) always lands last."""
+
+    def __init__(self, writer: Writer, run_id: str) -> None:
+        self._writer = writer
+        self._run_id = run_id
+        self._batch: list[Write] = []
+        self._seen: set[str] = set()
+        self._in_flight: list[Future[_Settled]] = []
+        self.retried = 0
+
+    def put(self, write: Write) -> None:
+        if write.id in self._seen:
+            self._send()
+            self._drain()
+        self._seen.add(write.id)
+        self._batch.append(write)
+        if len(self._batch) == MAX_BATCH:
+            self._send()
+
+    def finish(self) -> None:
+        self._send()
+        self._drain()
+
+    def abandon(self) -> None:
+        wait(self._in_flight)
+        self._in_flight = []
+
+    def _send(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        if len(self._in_flight) >= _BULK_IN_FLIGHT:
+            done, pending = wait(self._in_flight, return_when="FIRST_COMPLETED")
+            self._in_flight = list(pending)
+            for future in done:
+                self._settle(future.result())
+        self._in_flight.append(self._writer._pool.submit(self._write, batch))
+
+    def _write(self, batch: list[Write]) -> _Settled:
+        done = _Settled()
+        self._writer._batch_write(batch, done)
+        return done
+
+    def _drain(self) -> None:
+        for future in self._in_flight:
+            self._settle(future.result())
+        self._in_flight = []
+
+    def _settle(self, done: _Settled) -> None:
+        self.retried += done.retries
+        failed = [(w, reason) for w, outcome, reason in done.outcomes if outcome == "failed"]
+        if failed:
+            w, reason = failed[0]
+            raise BulkLoadFailed(
+                self._run_id, f"{len(failed)} records not written, e.g. {w.id!r}: {reason}"
+            )
