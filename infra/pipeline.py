@@ -17,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi import Output, ResourceOptions
 
+from chroma_compactor.delta import DELTA_EXPIRY_DAYS, DELTA_PREFIX
 from chroma_compactor.errors import ConfigurationError
 from chroma_compactor.resources import (
     COMPACTOR_TIMEOUT_S,
@@ -292,7 +293,18 @@ class CompactorPipeline(pulumi.ComponentResource):
                     abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                         days_after_initiation=1
                     ),
-                )
+                ),
+                # Bulk loads' deltas: applied once, kept past the DLQ's retention for a redrive.
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-bulk-load-deltas",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(
+                        prefix=f"{DELTA_PREFIX}/"
+                    ),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                        days=DELTA_EXPIRY_DAYS
+                    ),
+                ),
             ],
             opts=child,
         )

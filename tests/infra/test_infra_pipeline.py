@@ -280,9 +280,12 @@ def test_bucket_blocks_public_access_encrypts_and_requires_tls() -> Output[Any]:
         assert sse["rules"] == [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]
         own = inputs(p, "snapshots-ownership")
         assert own["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
-        (rule,) = inputs(p, "snapshots-lifecycle")["rules"]
+        rule, deltas = inputs(p, "snapshots-lifecycle")["rules"]
         assert rule["status"] == "Enabled"
         assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
+        # Bulk loads' deltas expire, and only after the DLQ could still redrive their message.
+        assert deltas["filter"] == {"prefix": "deltas/"} and deltas["status"] == "Enabled"
+        assert deltas["expiration"]["days"] * 86_400 > DLQ_RETENTION_S
         policy = json.loads(inputs(p, "snapshots-tls-only")["policy"])
         (deny,) = policy["Statement"]
         assert deny["Effect"] == "Deny"
