@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from chroma_compactor.delta import DELTA_PREFIX
+
 PolicyDocument = dict[str, Any]
 
 
@@ -40,7 +42,8 @@ WILDCARD_ALLOWLIST: tuple[AllowedWildcard, ...] = (
         actions=frozenset({"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}),
         pattern=re.compile(r"^arn:aws:s3:::[^*/]+/[^*]+/\*$"),
         reason="snapshot objects are content-addressed blobs and numbered versions, named at "
-        "run time; the pattern is limited to the snapshot prefix of one bucket",
+        "run time; the pattern is limited to the snapshot prefix of one bucket (and, read "
+        "only, to the deltas/ prefix where bulk loads put their records)",
     ),
 )
 
@@ -117,6 +120,8 @@ def compactor_policy(
                 [f"{bucket_arn}/{prefix}/*"],
             ),
             _statement("ListSnapshots", ["s3:ListBucket"], [bucket_arn]),
+            # Bulk loads' deltas (delta.py): named by run, read once or twice, never written here.
+            _statement("ReadBulkLoadDeltas", ["s3:GetObject"], [f"{bucket_arn}/{DELTA_PREFIX}/*"]),
             _statement(
                 "ConsumeCompactionQueue",
                 [

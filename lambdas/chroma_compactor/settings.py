@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from chroma_compactor.delta import DELTA_PREFIX
 from chroma_compactor.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -104,6 +105,16 @@ class Settings(BaseModel):
         if self.compaction_queue_url and self.compaction_queue_urls:
             raise ValueError(
                 f"set either {COMPACTION_QUEUE_URL} or {COMPACTION_QUEUE_URLS}, not both"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _snapshots_apart_from_deltas(self) -> Self:
+        # Bulk loads' deltas live under deltas/, which a lifecycle rule expires.
+        if self.snapshot_prefix.strip("/") == DELTA_PREFIX:
+            raise ValueError(
+                f"{SNAPSHOT_PREFIX} may not be {DELTA_PREFIX!r}: that prefix holds bulk loads' "
+                "deltas, which expire"
             )
         return self
 

@@ -85,6 +85,7 @@ def test_compactor_statements_name_their_actions_and_resources() -> Output[Any]:
                 [f"{bucket}/snaps/*"],
             ),
             "ListSnapshots": (["s3:ListBucket"], [bucket]),
+            "ReadBulkLoadDeltas": (["s3:GetObject"], [f"{bucket}/deltas/*"]),
             "ConsumeCompactionQueue": (
                 [
                     "sqs:ChangeMessageVisibility",

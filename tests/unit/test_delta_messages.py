@@ -10,10 +10,10 @@ import pytest
 
 from chroma_compactor import ops
 from chroma_compactor.delta import BULK_RUN, RUN, run_item
-from chroma_compactor.errors import InvalidMessage
+from chroma_compactor.errors import ConfigurationError, InvalidMessage
 from chroma_compactor.forwarder import forward, operation_from_record
 from chroma_compactor.merge import Effect, EffectKind
-from chroma_compactor.settings import QueueType
+from chroma_compactor.settings import QueueType, Settings
 from chroma_compactor.validate import EffectSample
 from support import vector
 
@@ -158,3 +158,10 @@ def test_an_effect_sample_keeps_the_latest_effect_of_an_id_it_holds() -> None:
     sample.add({"a": _effect("a", 2)})
 
     assert sample.effects == {"a": _effect("a", 2)}
+
+
+def test_snapshots_may_not_share_the_prefix_where_deltas_expire() -> None:
+    env = {"CONTROL_TABLE_NAME": "c", "SNAPSHOT_BUCKET": "b", "SNAPSHOT_PREFIX": "deltas/"}
+
+    with pytest.raises(ConfigurationError, match="SNAPSHOT_PREFIX may not be 'deltas'"):
+        Settings.from_env(env)
