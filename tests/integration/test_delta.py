@@ -4,11 +4,13 @@ snapshot in one message and one cycle, under the same ledger rules as single wri
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from chroma_compactor import ops
 from chroma_compactor.cycle import publish_operations
@@ -16,7 +18,7 @@ from chroma_compactor.delta import BULK_RUN
 from chroma_compactor.forwarder import operation_from_record
 from chroma_compactor.resources import MAX_RECEIVE_COUNT, PipelineNames, create_pipeline
 from chroma_compactor.shards import Layout
-from chroma_compactor.writer import HybridClock, Record, Writer
+from chroma_compactor.writer import BulkLoadFailed, HybridClock, InvalidRecord, Record, Writer
 from support import Pipeline, assert_same_records, snapshot_state, vector
 
 if TYPE_CHECKING:
@@ -302,3 +304,50 @@ def test_a_damaged_delta_goes_to_the_dlq_while_its_batch_commits(
     rejections = [r for r in caplog.records if getattr(r, "message_id", None) == dead["MessageId"]]
     assert len(rejections) == MAX_RECEIVE_COUNT
     assert all(reason in r.getMessage() for r in rejections), rejections[0].getMessage()
+
+
+# -- the writer's side ------------------------------------------------------------------------
+
+
+def test_a_later_record_of_the_same_id_in_one_load_wins(pipeline: Pipeline, reader: Reader) -> None:
+    records = [*_records(30), Record("id3", vector(999), document="second")]
+
+    load = _bulk_load(pipeline, iter(records))
+    pipeline.forward_stream()
+    pipeline.drain(pipeline.compactor("a"))
+
+    assert load.records == 31
+    assert pipeline.table_state("docs")["id3"][1] == "second"
+    assert_same_records(snapshot_state(reader, "docs"), pipeline.table_state("docs"))
+
+
+def test_an_invalid_record_stops_the_load_and_the_records_before_it_are_published(
+    pipeline: Pipeline, reader: Reader
+) -> None:
+    records = [*_records(5), Record("bad", [float("nan")] * 8), *_records(5, start=5)]
+
+    with pytest.raises(InvalidRecord, match=r"stopped after 5 records .*NaN"):
+        _bulk_load(pipeline, iter(records))
+    forwarded = pipeline.forward_stream()
+    pipeline.drain(pipeline.compactor("a"))
+
+    assert forwarded.sent == 1
+    assert sorted(pipeline.table_state("docs")) == [f"id{i}" for i in range(5)]
+    assert_same_records(snapshot_state(reader, "docs"), pipeline.table_state("docs"))
+
+
+def test_a_load_whose_records_cannot_be_written_raises_and_announces_no_run(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN DynamoDB hands back every BatchWriteItem's items unprocessed
+    def refuse(params: dict[str, Any], **_: Any) -> Any:
+        items = json.loads(params["body"])["RequestItems"]
+        return AWSResponse(params["url"], 200, {}, None), {"UnprocessedItems": items}
+
+    pipeline.clients.dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", refuse)
+
+    with pytest.raises(BulkLoadFailed, match="records not written") as raised:
+        _bulk_load(pipeline, _records(60), max_attempts=2, sleep=lambda _s: None)
+
+    assert raised.value.run_id
+    assert pipeline.forward_stream().sent == 0  # no run item, no delta message
