@@ -17,6 +17,7 @@ from chroma_compactor.cycle import publish_operations
 from chroma_compactor.delta import BULK_RUN
 from chroma_compactor.forwarder import operation_from_record
 from chroma_compactor.resources import MAX_RECEIVE_COUNT, PipelineNames, create_pipeline
+from chroma_compactor.settings import QueueType
 from chroma_compactor.shards import Layout
 from chroma_compactor.writer import BulkLoadFailed, HybridClock, InvalidRecord, Record, Writer
 from support import Pipeline, assert_same_records, snapshot_state, vector
@@ -177,6 +178,7 @@ def test_the_forwarder_sends_one_message_for_a_bulk_load_and_none_for_its_record
     assert load.delta == f"s3://{op.delta.bucket}/{op.delta.key}"
 
 
+@pytest.mark.parametrize("queue_type", [QueueType.STANDARD, QueueType.FIFO], indirect=True)
 def test_a_sharded_collection_gets_one_message_per_shard_and_every_record_in_its_shard(
     pipeline: Pipeline, reader: Reader
 ) -> None:
