@@ -251,6 +251,22 @@ def test_stale_records_of_a_delta_are_skipped_and_a_tombstone_stops_resurrection
     assert state["id1"][1] == "newer"
 
 
+def test_an_update_in_the_batch_of_its_delta_patches_the_delta_record(
+    pipeline: Pipeline, reader: Reader
+) -> None:
+    # GIVEN a delta and, queued before it, a newer metadata-only update of one of its records
+    pipeline.send(ops.update("docs", "id2", 10**18, metadata={"patched": True}))
+    _bulk_load(pipeline, _records(5))
+    pipeline.forward_stream()
+
+    # WHEN both arrive in one batch
+    (report,) = pipeline.drain(pipeline.compactor("a"))
+
+    # THEN the delta is applied first and the update patches its record
+    assert report.outcomes[0].not_found == 0
+    assert snapshot_state(reader, "docs")["id2"][2] == {"patched": True}
+
+
 def test_a_redelivered_delta_message_is_a_no_op(pipeline: Pipeline, reader: Reader) -> None:
     _bulk_load(pipeline, _records(200))
     pipeline.forward_stream()
