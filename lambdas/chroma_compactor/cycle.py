@@ -374,7 +374,7 @@ def publish(
     collection = pointer.collection
     cache.mark_dirty()
     with timer(Step.APPLY, c.hooks, collection):
-        applied = apply(c, cache.snapshot, collection, operations)
+        applied = apply(c, cache.snapshot, collection, operations, deadline)
     _count(outcome, applied)
     heartbeat.ensure_held()
     _ensure_time(deadline, collection)
@@ -443,7 +443,7 @@ def fetch_more(c: Compactor, queue: WorkQueue, deadline: float) -> list[QueueMes
 class Applied:
     """What ``apply`` did to the working copy."""
 
-    plan: Plan  # counts of every op planned (its effects: the batch's own ops only)
+    plan: Plan  # counts of every op planned (the effects are in ``result.applied``)
     result: ApplyResult | None  # counts; ``applied``: what validation checks
     failures: dict[str, str]  # id -> why it could not be applied
     records: int
@@ -467,12 +467,14 @@ def apply(
     snapshot: LocalSnapshot,
     collection: str,
     operations: list[Operation],
+    deadline: float | None = None,
 ) -> Applied:
     """Coalesce the batch against the ledger and write the effects to Chroma and the ledger.
 
     Deltas (bulk loads) go first, streamed from S3 a chunk at a time through the same plan and
     ledger, so memory stays one chunk whatever their size; then the batch's own operations, so
-    an update patches a record that its batch's delta created.
+    an update patches a record that its batch's delta created. A delta too big for the time
+    left before ``deadline`` abandons the cycle between chunks rather than be cut off by it.
     """
     now = c.clock()
     result = ApplyResult()
@@ -482,7 +484,7 @@ def apply(
     with snapshot.open_ledger() as ledger, _Chroma(snapshot, collection, c.settings) as chroma:
         for op in operations:
             if op.op is OpKind.DELTA:
-                _apply_delta(c, chroma, ledger, op, now, applied, checks)
+                _apply_delta(c, chroma, ledger, op, now, applied, checks, deadline)
         effects = _apply_ops(chroma, ledger, singles, now, applied, applied.failures)
         # The batch's own effects are all checked, and win over a delta's for the same id.
         result.applied = checks.effects | effects
@@ -501,6 +503,7 @@ def _apply_delta(
     now: float,
     applied: Applied,
     checks: EffectSample,
+    deadline: float | None,
 ) -> None:
     """Stream one delta message's records through plan and apply_plan, a Chroma batch at a
     time. A delta that is missing or damaged changes nothing and fails its message alone."""
@@ -508,6 +511,8 @@ def _apply_delta(
     failures: dict[str, str] = {}
     try:
         for chunk in reader.chunks(chroma.max_batch()):
+            if deadline is not None:
+                _ensure_time(deadline, op.collection)
             checks.add(_apply_ops(chroma, ledger, chunk, now, applied, failures))
     except DeltaUnavailable as e:
         log.error("delta not applied: %s", e, extra={"collection": op.collection, "id": op.id})

@@ -13,7 +13,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from chroma_compactor import ops
-from chroma_compactor.cycle import publish_operations
+from chroma_compactor.cycle import publish_operations, run_cycle
 from chroma_compactor.delta import BULK_RUN
 from chroma_compactor.forwarder import operation_from_record
 from chroma_compactor.resources import MAX_RECEIVE_COUNT, PipelineNames, create_pipeline
@@ -282,6 +282,24 @@ def test_a_redelivered_delta_message_is_a_no_op(pipeline: Pipeline, reader: Read
     assert (again.applied, again.stale, again.committed_version) == (0, 200, None)
     assert reader.pointers.read("docs").version == 1
     assert snapshot_state(reader, "docs") == before
+
+
+def test_a_delta_that_cannot_finish_before_the_deadline_is_handed_back(
+    pipeline: Pipeline, reader: Reader
+) -> None:
+    _bulk_load(pipeline, _records(50))
+    pipeline.forward_stream()
+    event = pipeline.receive_event()
+
+    # Less time left than the cycle keeps in reserve for upload and commit.
+    report = run_cycle(
+        pipeline.compactor("a"), event, pipeline.created.queue_url, time.monotonic() + 15
+    )
+
+    (outcome,) = report.outcomes
+    assert outcome.abandoned is not None and "DeadlineExceeded" in outcome.abandoned
+    assert reader.pointers.read("docs").version == 0
+    assert pipeline.queue_depth() == (1, 0)  # visible again at once, for the next invocation
 
 
 # -- damaged deltas ---------------------------------------------------------------------------
