@@ -152,8 +152,8 @@ def code_archive(code_dir: str) -> pulumi.AssetArchive:
 
 
 def compactor_concurrency(settings: Settings) -> int:
-    """One compactor per shard group (FIFO runs groups in parallel); at least one."""
-    return max(1, sum(settings.collection_shards.values()))
+    """One compactor per shard group (see Settings.compactor_concurrency)."""
+    return settings.compactor_concurrency
 
 
 class CompactorPipeline(pulumi.ComponentResource):

@@ -1,7 +1,8 @@
 """Stand-ins for Lambda's two event source mappings, calling the real handlers in-process.
 
 They honour what the Pulumi program deploys, read from the same settings: the stream batch size,
-the compactor's batch size and batching window, and concurrency 1 (one thread per queue).
+the compactor's batch size and batching window, and the compactor's reserved concurrency (one
+per shard group: that many threads per queue, so the shards of a FIFO queue compact in parallel).
 """
 
 from __future__ import annotations
@@ -83,9 +84,10 @@ class Pollers:
             threading.Thread(target=self._stream_loop, name="stream-poller", daemon=True),
             *(
                 threading.Thread(
-                    target=self._queue_loop, args=(url,), name=f"queue-poller-{i}", daemon=True
+                    target=self._queue_loop, args=(url,), name=f"queue-poller-{i}-{j}", daemon=True
                 )
                 for i, url in enumerate(settings.queue_urls())
+                for j in range(settings.compactor_concurrency)
             ),
         ]
         self.invocations = 0

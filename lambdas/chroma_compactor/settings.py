@@ -170,6 +170,14 @@ class Settings(BaseModel):
     def shards_for(self, collection: str) -> int:
         return self.collection_shards.get(collection, 1)
 
+    @property
+    def compactor_concurrency(self) -> int:
+        """One compactor per shard group (FIFO runs groups in parallel); at least one.
+
+        Infra reserves this concurrency for the compactor; local mode runs as many pollers.
+        """
+        return max(1, sum(self.collection_shards.values()))
+
     def queue_urls(self) -> list[str]:
         if self.compaction_queue_urls:
             return sorted(set(self.compaction_queue_urls.values()))
