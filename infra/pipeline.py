@@ -192,6 +192,8 @@ class CompactorPipeline(pulumi.ComponentResource):
                 ],
                 stream_enabled=True,
                 stream_view_type="NEW_AND_OLD_IMAGES",
+                # The Writer's delete stubs carry `ttl`: DynamoDB removes them after 21 days.
+                ttl=aws.dynamodb.TableTtlArgs(attribute_name="ttl", enabled=True),
                 point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
                 server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
                 deletion_protection_enabled=args.protect_source_table,

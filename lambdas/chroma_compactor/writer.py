@@ -135,6 +135,9 @@ class WriterConfig(BaseModel):
     max_attempts: int = Field(8, ge=1)
     # Where bulk_load puts its deltas: the pipeline's snapshot bucket (SNAPSHOT_BUCKET).
     delta_bucket: str | None = None
+    # A delete's stub expires (DynamoDB TTL on `ttl`) once no late write can need it: after the
+    # compactor's 14-day tombstone horizon and the queues' retention, an older write is lost anyway.
+    stub_ttl_days: float = Field(21.0, gt=14.0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WriterConfig:
@@ -667,13 +670,16 @@ class Writer:
             removed = removed or ok
             if old is not None and (not _is_stub(old) or _rev(old) >= w.rev):
                 return ("written" if removed else _lost_to(old, w)), "", retries
-            stub = w.item | {"deleted": {"BOOL": True}}
+            stub = w.item | {"deleted": {"BOOL": True}, "ttl": {"N": str(self._stub_expiry())}}
             ok, old, n = self._attempt("put_item", w, _ABSENT_OR_OLDER_STUB, Item=stub)
             retries += n
             if ok or (old is not None and (_is_stub(old) or _rev(old) >= w.rev)):
                 return ("written" if ok or removed else _lost_to(old, w)), "", retries
             # An older put landed between the two steps: remove that record too.
         return "failed", f"delete kept losing races for {_DELETE_ROUNDS} rounds", retries
+
+    def _stub_expiry(self) -> int:
+        return int(time.time() + self.config.stub_ttl_days * 86_400)
 
     def _attempt(
         self, call: str, w: Write, condition: str, **params: Any

@@ -233,6 +233,7 @@ def test_tables() -> Output[Any]:
         assert src["streamViewType"] == "NEW_AND_OLD_IMAGES"
         assert src["pointInTimeRecovery"] == {"enabled": True}
         assert src["serverSideEncryption"] == {"enabled": True}
+        assert src["ttl"] == {"attributeName": "ttl", "enabled": True}  # delete stubs expire
         ctl = inputs(p, "control")
         assert ctl["hashKey"] == "pk"
         assert ctl["attributes"] == [{"name": "pk", "type": "S"}]

@@ -354,6 +354,23 @@ def test_an_older_put_landing_after_a_delete_is_refused_by_the_deletes_stub(
     _converge(pipeline, reader)
 
 
+def test_a_deletes_stub_expires_after_the_tombstone_horizon(pipeline: Pipeline) -> None:
+    """DynamoDB's TTL removes the stub once no late write can need it; its REMOVE is stale."""
+    writer = _writer(pipeline)
+    writer.upsert("a", vector(1))
+    writer.flush()
+    writer.delete("a")
+    writer.close()
+
+    stub = pipeline.clients.dynamodb.get_item(
+        TableName=pipeline.names.source_table,
+        Key={"collection": {"S": "docs"}, "id": {"S": "a"}},
+    )["Item"]
+    days = (int(stub["ttl"]["N"]) - time.time()) / 86_400
+    assert stub["deleted"] == {"BOOL": True}
+    assert 20.9 < days <= 21.0
+
+
 def test_concurrent_writers_deleting_and_recreating_the_same_ids_converge(
     pipeline: Pipeline, reader: Reader, no_retry_backoff: None
 ) -> None:

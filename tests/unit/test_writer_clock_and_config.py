@@ -78,3 +78,10 @@ def test_a_batch_over_dynamodbs_25_items_is_a_configuration_error() -> None:
 def test_a_writer_needs_a_table() -> None:
     with pytest.raises(ConfigurationError, match="CHROMA_COMPACTOR_WRITER_TABLE"):
         WriterConfig.from_env({})
+
+
+def test_a_stub_must_outlive_the_tombstone_horizon() -> None:
+    env = {"CHROMA_COMPACTOR_WRITER_TABLE": "vectors", "CHROMA_COMPACTOR_WRITER_STUB_TTL_DAYS": "7"}
+
+    with pytest.raises(ConfigurationError, match="CHROMA_COMPACTOR_WRITER_STUB_TTL_DAYS"):
+        WriterConfig.from_env(env)
