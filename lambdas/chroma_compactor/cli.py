@@ -163,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--scale",
         action="store_true",
-        help="instead: one 100-update cycle on 10K/50K/100K x 384 and 100K x 1536 (make bench-scale)",
+        help="instead: one 100-update cycle on 10K/50K/100K x 384 and 100K x 1536, and query "
+        "latency at 100K x 384 on 1 and 4 shards (make bench-scale)",
     )
     bench.set_defaults(run=_bench)
 

@@ -75,7 +75,17 @@ def test_sqs_and_dynamodb_requests_pay_a_latency_each(pipeline: Pipeline) -> Non
 
 @pytest.mark.e2e
 def test_a_tiny_bench_reports_every_figure_the_docs_need(tmp_path: Path) -> None:
-    plan = suite.Plan(updates=40, seed_updates=20, fifo_updates=20, base_records=200, dim=16)
+    plan = suite.Plan(
+        updates=40,
+        seed_updates=20,
+        fifo_updates=20,
+        base_records=200,
+        dim=16,
+        shard_counts=(1, 2),
+        shard_fifo_updates=20,
+        queries=5,
+        cold_queries=2,
+    )
 
     summary = suite.run(plan, tmp_path / "fixtures", progress=lambda _: None)
     recorded = report.write(summary, tmp_path)
@@ -90,6 +100,14 @@ def test_a_tiny_bench_reports_every_figure_the_docs_need(tmp_path: Path) -> None
     assert ours["cycles"] == 1  # greedy fetch took all 40 in one cycle
     # The seed downloads its whole snapshot every cycle; ours reads manifests, reuses its copy.
     assert ours["s3_bytes_down_per_cycle"] < seed["s3_bytes_down_per_cycle"] / 10
+    # Every update compacted once whatever the split, and queries answered warm and cold.
+    for queue in ("standard", "fifo"):
+        for n in ("1", "2"):
+            run = recorded["shards"][queue][n]
+            assert sum(run["messages_per_worker"]) == run["updates"]
+            assert len(run["messages_per_worker"]) == int(n)
+    assert set(recorded["query"]) == {"1", "2"}
+    assert all(q["warm"]["n"] == 5 and q["cold"]["n"] == 2 for q in recorded["query"].values())
     assert json.loads((tmp_path / "performance.json").read_text()) == recorded
     assert "<!-- bench:begin -->" in (tmp_path / "performance.md").read_text()
     assert (tmp_path / "performance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

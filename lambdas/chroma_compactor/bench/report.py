@@ -36,7 +36,8 @@ def write(summary: dict[str, Any], docs: Path) -> dict[str, Any]:
 
 def tables(s: dict[str, Any]) -> str:
     if "results" not in s:
-        return "\n".join([*scale_table(s["scale"]), "", *goals(s)])
+        extra = [*query_table(s), ""] if "query_scale" in s else []
+        return "\n".join([*extra, *scale_table(s["scale"]), "", *goals(s)])
     r, rate = s["results"], s["msgs_per_s"]
     plan = s["plan"]
     lines = [
@@ -76,9 +77,63 @@ def tables(s: dict[str, Any]) -> str:
         lines.append(
             f"| {LABELS[name]} | " + " | ".join(f"{phases.get(p, 0):,.0f}" for p in PHASES) + " |"
         )
+    if "shards" in s:
+        lines += ["", *shards_table(s["shards"], plan)]
+    if "query" in s or "query_scale" in s:
+        lines += ["", *query_table(s)]
     if "scale" in s:
         lines += ["", *scale_table(s["scale"])]
     return "\n".join([*lines, "", *goals(s)])
+
+
+def shards_table(shards: dict[str, Any], plan: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Shards (`make bench`): the same updates on the same {plan['base_records']:,} records "
+        "split 1, 2 and 4 ways, one compactor process per shard group started together (the "
+        "reserved concurrency infra deploys), each with the warm base and its own modelled S3 "
+        "link, until the queue is empty. "
+        f"**This machine has {shards.get('cpus', '?')} CPU cores**, shared with the local "
+        "stack (one moto process serving every request) and other work: speedups above the "
+        "core count cannot show here, and Chroma's upsert holds the GIL, so one compactor "
+        "is one core at most.",
+        "",
+        "| queue | shards | updates | msg/s | speedup vs 1 | seconds | cycles (abandoned) "
+        "| messages per compactor | moto CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for queue in ("standard", "fifo"):
+        for n, r in sorted(shards.get(queue, {}).items(), key=lambda kv: int(kv[0])):
+            lines.append(
+                f"| {queue} | {n} | {r['updates']:,} | {r['msgs_per_s']:,.1f} | "
+                f"{r['speedup']:.2f}x | {r['seconds']:,.1f} | {r['cycles']} "
+                f"({r['abandoned_cycles']}) | "
+                f"{' / '.join(str(m) for m in r['messages_per_worker'])} | "
+                f"{_num(r.get('stand_in_cpu_s'))} |"
+            )
+    return lines
+
+
+def query_table(s: dict[str, Any]) -> list[str]:
+    lines = [
+        "Query latency, k=10 by vector through `QueryEngine` (S3, SQS and DynamoDB modelled as "
+        "above): *warm* is one engine reused (its per-shard caches open; each query still "
+        "reads the layout and each shard's pointer), *cold* a new engine on an empty cache "
+        "per query (snapshot download over the modelled link and Chroma's index load). "
+        "10K figures come with `make bench` (after the shard runs' updates), 100K with "
+        "`make bench-scale` (the base as published).",
+        "",
+        "| records | shards | warm p50 ms | warm p99 ms | cold p50 ms | cold p99 ms "
+        "| samples (warm / cold) |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for key in ("query", "query_scale"):
+        for n, q in sorted(s.get(key, {}).items(), key=lambda kv: int(kv[0])):
+            warm, cold = q["warm"], q["cold"]
+            lines.append(
+                f"| {q['records']:,} | {n} | {warm['p50_ms']:,.1f} | {warm['p99_ms']:,.1f} | "
+                f"{cold['p50_ms']:,.1f} | {cold['p99_ms']:,.1f} | {warm['n']} / {cold['n']} |"
+            )
+    return lines
 
 
 GOALS: tuple[tuple[str, str, Callable[[float], bool]], ...] = (  # key, goal, test on figure

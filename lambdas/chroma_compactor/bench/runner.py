@@ -54,6 +54,9 @@ class Config:
     api_latency_ms: float = 10.0  # per SQS and DynamoDB request
     chunk_bytes: int = 1 << 20
     cycle_batch: int = 0  # >0: exactly this many messages per cycle (no greedy fetch)
+    shards: int = 0  # >0: split that many ways, one compactor process per shard (parallel.py)
+    queries: int = 0  # then: warm query latency over this many queries
+    cold_queries: int = 0  # and over this many cold ones
 
 
 @dataclass
@@ -79,6 +82,11 @@ class Result:
 
 def main() -> None:
     config = Config(**json.loads(sys.argv[1]))
+    if config.shards:
+        from chroma_compactor.bench.parallel import run_shards
+
+        print(json.dumps(run_shards(config)))
+        return
     result = run_limit(config) if config.name == "limit" else run_queue(config)
     result.peak_rss_mb = round(peak_rss_mb(), 1)
     print(json.dumps(asdict(result)))
@@ -227,7 +235,11 @@ def _build_fixture(config: Config, compactor: Compactor, fixture: Path) -> None:
             for i in range(start, min(start + _BUILD_BATCH, config.base_records))
         ]
         publish_operations(compactor, COLLECTION, batch, time.monotonic() + 3600)
-    cache = SnapshotCache(Path(compactor.settings.cache_dir), COLLECTION)
+    save_fixture(SnapshotCache(Path(compactor.settings.cache_dir), COLLECTION), fixture)
+
+
+def save_fixture(cache: SnapshotCache, fixture: Path) -> None:
+    """Copy a built base into the fixture cache whole or not at all (a rename publishes it)."""
     fixture.parent.mkdir(parents=True, exist_ok=True)
     tmp = fixture.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -235,13 +247,13 @@ def _build_fixture(config: Config, compactor: Compactor, fixture: Path) -> None:
     tmp.rename(fixture)
 
 
-def _publish_copy(compactor: Compactor, cache: SnapshotCache) -> None:
+def _publish_copy(compactor: Compactor, cache: SnapshotCache, partition: str = COLLECTION) -> None:
     """Commit the copied fixture as the next version, with the cycle's own upload and commit."""
     from chroma_compactor.cycle import Applied, Outcome, commit, upload
     from chroma_compactor.merge import Plan
 
-    lease = compactor.leases.acquire(COLLECTION, compactor.owner, 600)
-    pointer = compactor.pointers.read(COLLECTION)
+    lease = compactor.leases.acquire(partition, compactor.owner, 600)
+    pointer = compactor.pointers.read(partition)
     with cache.snapshot.open_ledger() as ledger:
         applied = Applied(
             plan=Plan(),
@@ -251,7 +263,7 @@ def _publish_copy(compactor: Compactor, cache: SnapshotCache) -> None:
             tombstones=ledger.tombstone_count(),
             dimension=ledger.dimension,
         )
-    manifest = upload(compactor, cache.snapshot, pointer, None, lease, applied, Outcome(COLLECTION))
+    manifest = upload(compactor, cache.snapshot, pointer, None, lease, applied, Outcome(partition))
     commit(compactor, lease, pointer, manifest)
     cache.mark_clean(manifest.version)
     compactor.leases.release(lease)

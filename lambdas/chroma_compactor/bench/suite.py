@@ -41,6 +41,10 @@ class Plan:
     api_latency_ms: float = 10.0
     chunk_bytes: int = 1 << 20
     lambda_memory_mb: int = 2048  # ours, as Pulumi deploys it
+    shard_counts: tuple[int, ...] = (1, 2, 4)
+    shard_fifo_updates: int = 300  # FIFO's 10 per cycle again: a rate
+    queries: int = 200  # warm, k=10, after the 1- and 4-shard standard runs
+    cold_queries: int = 15
     seed_memory_mb: int = 4096  # reference/002
 
     def config(
@@ -51,8 +55,10 @@ class Plan:
         records: int = 0,
         dim: int = 0,
         cycle_batch: int = 0,
+        **parallel: int,
     ) -> Config:
         return Config(
+            **parallel,
             cycle_batch=cycle_batch,
             name=name,
             base_records=records or self.base_records,
@@ -78,7 +84,59 @@ def run(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, Any]:
         progress(
             f"  {results[name]['msgs_per_s']} msg/s, peak RSS {results[name]['peak_rss_mb']:.0f} MB"
         )
-    return summarize(plan, results)
+    return summarize(plan, results) | run_shards(plan, fixtures, progress)
+
+
+def run_shards(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, Any]:
+    """The shards column: the same updates split 1, 2, 4 ways, one compactor per shard at once.
+
+    On the standard queue it is the whole workload; on FIFO a rate again (10 per cycle per
+    group). After the 1- and at most 4-shard standard runs, query latency at base_records.
+    """
+    runs: dict[str, dict[str, Any]] = {"standard": {}, "fifo": {}}
+    queries: dict[str, Any] = {}
+    for queue, updates in (("standard", plan.updates), ("fifo", plan.shard_fifo_updates)):
+        for n in plan.shard_counts:
+            ask = queue == "standard" and n in (1, max(plan.shard_counts))
+            config = plan.config(
+                f"shards_{queue}",
+                updates,
+                fixtures,
+                shards=n,
+                queries=plan.queries if ask else 0,
+                cold_queries=plan.cold_queries if ask else 0,
+            )
+            progress(f"{n} shard(s), {queue} queue: {updates} updates, {n} compactors ...")
+            r = run_config(config, queue)
+            if "query" in r:
+                queries[str(n)] = r.pop("query")
+            runs[queue][str(n)] = r
+            progress(f"  {r['msgs_per_s']} msg/s, {r['abandoned_cycles']} cycles abandoned")
+    for by_n in runs.values():
+        one = by_n[str(plan.shard_counts[0])]["msgs_per_s"]
+        for r in by_n.values():
+            r["speedup"] = round(r["msgs_per_s"] / one, 2)
+    return {"shards": {"cpus": os.cpu_count(), **runs}, "query": queries}
+
+
+def run_scale_queries(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, Any]:
+    """Query latency at 100K x 384 on 1 and 4 shards (no updates: the base as published)."""
+    queries: dict[str, Any] = {}
+    for n in (1, 4):
+        progress(f"queries: 100,000 x 384 on {n} shard(s) ...")
+        config = plan.config(
+            "query",
+            0,
+            fixtures,
+            100_000,
+            384,
+            shards=n,
+            queries=plan.queries,
+            cold_queries=10,
+        )
+        queries[str(n)] = run_config(config, "standard")["query"]
+        progress(f"  {queries[str(n)]}")
+    return {"query_scale": queries}
 
 
 def run_config(config: Config, queue_type: str | None) -> dict[str, Any]:
@@ -139,7 +197,7 @@ def _start_stack(data: Path, queue_type: str) -> tuple[subprocess.Popen[bytes], 
 def summarize(plan: Plan, r: dict[str, dict[str, Any]]) -> dict[str, Any]:
     rate = {name: r[name]["msgs_per_s"] for name in r}
     return {
-        "plan": asdict(plan),
+        "plan": asdict(plan) | {"shard_counts": list(plan.shard_counts)},  # as JSON reads it
         "network_model": {
             "s3_latency_ms": plan.latency_ms,
             "s3_bandwidth_mbps": plan.bandwidth_mbps,
@@ -248,4 +306,4 @@ def run_scale(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, An
             large["ours_bytes_up"] / large["snapshot_bytes"], 4
         ),
         "peak_rss_mb_100k_1536": by[(100_000, 1536)]["ours_peak_rss_mb"],
-    }
+    } | run_scale_queries(plan, fixtures, progress)
