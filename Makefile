@@ -52,10 +52,10 @@ layer: $(STAMP)  ## Build the ChromaDB Lambda layer (build/chromadb-layer.zip), 
 layer-check: $(STAMP)  ## Build the same layer for this machine's Python, for its import test
 	$(BIN)/python layers/build_layer.py --python local --if-reachable
 
-bench: $(STAMP)  ## Seed vs ours vs limit, side by side; writes docs/performance.{md,json,png}
+bench: $(STAMP)  ## Seed vs ours vs limit, shards 1/2/4, query latency; writes docs/performance.{md,json,png}
 	$(BIN)/chroma-compactor bench
 
-bench-scale: $(STAMP)  ## Cycle time, upload and RSS at 10K-100K records (builds fixtures once; long)
+bench-scale: $(STAMP)  ## Cycle time, upload, RSS at 10K-100K records, query latency at 100K (builds fixtures once; long)
 	$(BIN)/chroma-compactor bench --scale
 
 clean:  ## Remove the virtualenv and caches
