@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -27,9 +29,26 @@ metrics = Metrics(namespace="ChromaCompactor", service="compactor")
 _SAFETY_S = 10.0
 
 
+_containers = itertools.count()
+_this_thread = threading.local()
+
+
+def _container() -> int:
+    """0 in Lambda (one invocation per container at a time); local mode's concurrent pollers
+    call the handler from several threads, each of which must be a container of its own."""
+    if not hasattr(_this_thread, "container"):
+        _this_thread.container = next(_containers)
+    return int(_this_thread.container)
+
+
 @cache
-def _compactor() -> Compactor:
-    return build_compactor(Settings.from_env(), Clients.create())
+def _compactor(container: int = 0) -> Compactor:
+    """One per container: its own lease owner (leases are re-entrant per owner) and working
+    copies (``CACHE_DIR``, with ``-<n>`` for the n-th extra local-mode container)."""
+    settings = Settings.from_env()
+    if container:
+        settings = settings.model_copy(update={"cache_dir": f"{settings.cache_dir}-{container}"})
+    return build_compactor(settings, Clients.create())
 
 
 @cache
@@ -57,7 +76,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         for r in records
     ]
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - _SAFETY_S
-    report = run_cycle(_compactor(), messages, queue_url, deadline)
+    report = run_cycle(_compactor(_container()), messages, queue_url, deadline)
     _publish(report)
     return report.batch_item_failures()
 
