@@ -172,6 +172,22 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--queue-url", help="main queue (default: every configured queue)")
     redrive.set_defaults(run=_redrive)
 
+    rebuild = sub.add_parser(
+        "rebuild", help="rebuild a collection's snapshots from a parallel scan of the table"
+    )
+    rebuild.add_argument("collection")
+    _scan_options(rebuild)
+    rebuild.set_defaults(run=_rebuild)
+
+    reshard = sub.add_parser(
+        "reshard",
+        help="rebuild a collection as M shards from the table, swapped in one transaction",
+    )
+    reshard.add_argument("collection")
+    reshard.add_argument("--shards", type=int, required=True, help="the new shard count M")
+    _scan_options(reshard)
+    reshard.set_defaults(run=_reshard)
+
     reset = sub.add_parser(
         "reset", help="empty the pipeline: queues, leases, snapshots, pointers (see --help)"
     )
@@ -371,6 +387,98 @@ def _reset(args: argparse.Namespace) -> int:
         for collection, version in reingest(clients, settings).items():
             console.print(f"re-ingested {collection!r} as version {version}")
     return 0
+
+
+def _scan_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--segments", type=int, default=4, help="parallel scan segments (4)")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from chroma_compactor.rebuild import rebuild
+
+    return _run_scan_command(
+        args,
+        f"Replace every snapshot of {args.collection!r} by one built from the source table?",
+        lambda c, clients, progress: rebuild(
+            c, clients.dynamodb, args.collection, args.segments, progress
+        ),
+    )
+
+
+def _reshard(args: argparse.Namespace) -> int:
+    from chroma_compactor.rebuild import check_reshard, reshard
+    from chroma_compactor.shards import LayoutTable
+
+    settings, clients = _from_env()
+    layouts = LayoutTable(clients.dynamodb, settings.control_table_name)
+    old = layouts.read(args.collection)
+    if old is None:
+        raise CompactorError(f"{args.collection!r} has no layout yet: nothing to reshard")
+    check_reshard(old, args.shards)
+    return _run_scan_command(
+        args,
+        f"Reshard {args.collection!r} from {old.shards} to {args.shards} shards? Compaction of "
+        "it pauses meanwhile; afterwards set its collectionShards to "
+        f"{args.shards} in the stack's config so FIFO message groups match.",
+        lambda c, clients, progress: reshard(
+            c, clients.dynamodb, args.collection, args.shards, args.segments, progress
+        ),
+    )
+
+
+def _run_scan_command(args: argparse.Namespace, question: str, run: Any) -> int:
+    """Confirm, then run a rebuild-like command with scan progress on stderr."""
+    from chroma_compactor.wiring import build_compactor
+
+    settings, clients = _from_env()
+    console = Console()
+    if not args.yes:
+        if not sys.stdin.isatty():
+            console.print("[red]refusing without --yes (no terminal to ask)[/]")
+            return 2
+        if input(f"{question} Type 'yes': ").strip() != "yes":
+            console.print("nothing changed")
+            return 1
+    with _ScanProgress(args.segments) as progress:
+        result = run(build_compactor(settings, clients), clients, progress)
+    for partition, version in sorted(result.versions.items()):
+        console.print(f"rebuilt {result.collection!r}: {partition} is version {version}")
+    console.print(
+        f"{result.scanned} items scanned, {result.records} records, {result.tombstones} "
+        f"tombstones, {result.failed} refused (see the log), {result.shards} shard(s)"
+    )
+    return 0
+
+
+class _ScanProgress:
+    """Items scanned per segment on stderr: a live bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, segments: int) -> None:
+        from rich.progress import Progress
+
+        self._err = Console(stderr=True)
+        self._bar = Progress(console=self._err) if self._err.is_terminal else None
+        self._tasks = (
+            [self._bar.add_task(f"segment {i}", total=None) for i in range(segments)]
+            if self._bar is not None
+            else []
+        )
+
+    def __enter__(self) -> _ScanProgress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def __call__(self, segment: int, scanned: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._tasks[segment], completed=scanned)
+        else:
+            print(f"segment {segment}: {scanned} items scanned", file=sys.stderr, flush=True)
 
 
 # -- helpers -------------------------------------------------------------------------------------

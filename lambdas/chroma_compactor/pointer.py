@@ -53,8 +53,10 @@ class PointerTable:
             Key={"pk": {"S": pointer_key(collection)}},
             ConsistentRead=True,
         ).get("Item")
-        if not item:
-            return Pointer(collection, 0)
+        if not item or "manifest_key" not in item:
+            return Pointer(
+                collection, 0
+            )  # nothing, or a never-committed partition `reshard` retired
         return Pointer(
             collection=collection,
             version=int(item["version"]["N"]),

@@ -7,25 +7,19 @@ how many there are before anything is deleted.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from chroma_compactor.errors import ConfigurationError, InvalidMessage
-from chroma_compactor.forwarder import operation_from_record
+from chroma_compactor.errors import ConfigurationError
 from chroma_compactor.status import dead_letter_queue
 
 if TYPE_CHECKING:
-    from chroma_compactor.ops import Operation
     from chroma_compactor.settings import Settings
     from chroma_compactor.wiring import Clients
 
-log = logging.getLogger(__name__)
-_REBUILD_SECONDS = 3600.0
 
 
 @dataclass
@@ -92,48 +86,19 @@ def execute_reset(clients: Clients, settings: Settings, plan: ResetPlan) -> None
         )
 
 
-def reingest(clients: Clients, settings: Settings) -> dict[str, int]:
-    """Rebuild every collection from a scan of the source table; returns collection -> version."""
-    from chroma_compactor.cycle import publish_operations
+def reingest(clients: Clients, settings: Settings, segments: int = 4) -> dict[str, int]:
+    """Rebuild every collection from a scan of the source table; returns collection -> version.
+
+    The same scan and build as ``rebuild`` (see rebuild.py); after a reset each partition's
+    pointer starts again, so every rebuilt partition is version 1.
+    """
+    from chroma_compactor.rebuild import rebuild_all
     from chroma_compactor.wiring import build_compactor
 
     if not settings.source_table_name:
         raise ConfigurationError("SOURCE_TABLE_NAME is not set: nothing to re-ingest from")
-    by_collection: dict[str, list[Operation]] = defaultdict(list)
-    skipped = 0
-    for page in clients.dynamodb.get_paginator("scan").paginate(
-        TableName=settings.source_table_name
-    ):
-        for item in page.get("Items", []):
-            record: dict[str, Any] = {
-                "eventName": "INSERT",
-                "dynamodb": {
-                    "Keys": {"collection": item.get("collection"), "id": item.get("id")},
-                    "NewImage": item,
-                    "SequenceNumber": "0",
-                },
-            }
-            try:
-                op = operation_from_record(record)
-            except InvalidMessage as e:
-                skipped += 1
-                log.warning("not re-ingested: %s", e)
-                continue
-            # A row without an embedding (a stub left by a late update) is not a record.
-            if op is not None and op.embedding is not None:
-                by_collection[op.collection].append(op)
-    if skipped:
-        log.warning("%d items could not be re-ingested; see the warnings above", skipped)
-    compactor = build_compactor(settings, clients)
-    versions: dict[str, int] = {}
-    for collection, ops in sorted(by_collection.items()):
-        outcome = publish_operations(
-            compactor, collection, ops, time.monotonic() + _REBUILD_SECONDS
-        )
-        versions[collection] = (
-            outcome.committed_version or compactor.pointers.read(collection).version
-        )
-    return versions
+    results = rebuild_all(build_compactor(settings, clients), clients.dynamodb, segments)
+    return {r.collection: max(r.versions.values(), default=0) for r in results}
 
 
 def _purge(clients: Clients, url: str) -> None:
