@@ -8,7 +8,7 @@ import pytest
 
 from chroma_compactor.cli import main
 from chroma_compactor.cycle import Hooks, Step
-from chroma_compactor.errors import ConfigurationError
+from chroma_compactor.errors import CommitRejected, ConfigurationError
 from chroma_compactor.query import query
 from chroma_compactor.rebuild import check_reshard, reshard
 from chroma_compactor.shards import Layout
@@ -204,3 +204,27 @@ def test_the_reshard_command_reports_the_new_partitions(
     captured = capsys.readouterr()
     assert "docs.s1-of-2 is version 1" in captured.out
     assert "segment 1:" in captured.err
+
+
+def test_an_old_partition_that_never_committed_is_retired_too(
+    pipeline: Pipeline, reader: Reader
+) -> None:
+    pipeline.settings = pipeline.settings.model_copy(update={"collection_shards": {"docs": 2}})
+    layout = Layout("docs", 2)
+    ids = [f"id{i}" for i in range(20) if layout.partition_of(f"id{i}") == layout.partitions[0]]
+    for id_ in ids:
+        pipeline.put("docs", id_, rev=1, seed=1)
+    pipeline.forward_stream()
+    c = pipeline.compactor("a")
+    pipeline.drain(c)
+    assert c.pointers.read(layout.partitions[1]).version == 0
+
+    _reshard(pipeline, 1)
+
+    lease = c.leases.acquire(layout.partitions[1], c.owner, 30)
+    with pytest.raises(CommitRejected):
+        c.pointers.commit(
+            c.leases, lease, expected_version=0, new_version=1, manifest_key="k", record_count=1
+        )
+    assert c.pointers.read(layout.partitions[1]).version == 0
+    assert sorted(_state(reader, "docs")) == sorted(ids)
