@@ -73,15 +73,18 @@ class PointerTable:
         crashed or failed.
         """
         names: list[str] = []
+        retired: set[str] = set()  # partitions of a layout `reshard` replaced: not current
         for page in self._ddb.get_paginator("scan").paginate(
-            TableName=self.table_name, ProjectionExpression="pk"
+            TableName=self.table_name, ProjectionExpression="pk, retired"
         ):
             for item in page.get("Items", []):
                 pk = item["pk"]["S"]
                 kind, _, name = pk.partition("#")
                 if kind in ("pointer", "lease", "health"):
                     names.append(name)
-        return sorted(set(names))
+                if kind == "pointer" and "retired" in item:
+                    retired.add(name)
+        return sorted(set(names) - retired)
 
     def commit(
         self,

@@ -228,3 +228,9 @@ def test_an_old_partition_that_never_committed_is_retired_too(
         )
     assert c.pointers.read(layout.partitions[1]).version == 0
     assert sorted(_state(reader, "docs")) == sorted(ids)
+
+
+def test_status_lists_the_new_partitions_not_the_retired_ones(docs: Pipeline) -> None:
+    _reshard(docs, 2)
+
+    assert docs.compactor("a").pointers.collections() == Layout("docs", 2).partitions
