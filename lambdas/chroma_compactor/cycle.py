@@ -159,6 +159,8 @@ class _Work:
     """
 
     partition_of: Callable[[Operation], str]
+    # After a refused commit: the layout may have changed (see _Layouts.forget).
+    forget_layouts: Callable[[], None] = field(default=lambda: None)
     pending: dict[str, list[tuple[QueueMessage, Operation]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -211,6 +213,11 @@ class _Layouts:
             )
         return layout.partitions[op.delta.shard]
 
+    def forget(self) -> None:
+        """Read layouts again: a commit refused on a pointer ``reshard`` retired means the one
+        read is stale, and messages fetched from now on must go to the new partitions."""
+        self._known.clear()
+
 
 def run_cycle(
     compactor: Compactor, event_messages: list[QueueMessage], queue_url: str, deadline: float
@@ -220,7 +227,8 @@ def run_cycle(
     ``deadline`` is on ``time.monotonic()``'s clock: the invocation must be over by then.
     """
     report = CycleReport()
-    work = _Work(_Layouts(compactor).partition_of)
+    layouts = _Layouts(compactor)
+    work = _Work(layouts.partition_of, layouts.forget)
     queue = WorkQueue(compactor.sqs, queue_url)
     work.add(event_messages)
     try:
@@ -304,6 +312,8 @@ def _compact_collection(
         log.warning("cycle abandoned: %s", outcome.abandoned, extra={"collection": collection})
         if isinstance(e, _RECORDED):
             c.health.record(collection, e)
+        if isinstance(e, CommitRejected):
+            work.forget_layouts()
         _give_back(c, queue, batch or work.take(collection), lease, timer, collection)
         return outcome
     except Exception:

@@ -234,3 +234,24 @@ def test_status_lists_the_new_partitions_not_the_retired_ones(docs: Pipeline) ->
     _reshard(docs, 2)
 
     assert docs.compactor("a").pointers.collections() == Layout("docs", 2).partitions
+
+
+def test_messages_refused_by_a_retired_partition_reach_the_new_shards_in_the_same_invocation(
+    docs: Pipeline, reader: Reader
+) -> None:
+    """After the refusal the compactor reads the layout again, so when its next collection's
+    greedy fetch takes the messages back they go to the new shards, not the retired one."""
+    _put(docs, 0, 5, rev=3)
+    docs.forward_stream()
+    event = docs.receive_event()
+    docs.put("other", "x", rev=1, seed=1)
+    docs.forward_stream()
+    event += docs.receive_event()
+    hooks = _ReshardFirst(docs)
+
+    report = docs.cycle(docs.compactor("stale", hooks), event)
+
+    assert [o.collection for o in report.outcomes][:2] == ["docs", "other"]
+    assert all(o.abandoned is None for o in report.outcomes[1:])
+    assert docs.queue_depth() == (0, 0)
+    assert_same_records(_state(reader, "docs"), docs.table_state("docs"))
