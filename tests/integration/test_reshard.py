@@ -11,6 +11,7 @@ from chroma_compactor.cycle import Hooks, Step
 from chroma_compactor.errors import CommitRejected, ConfigurationError
 from chroma_compactor.query import query
 from chroma_compactor.rebuild import check_reshard, reshard
+from chroma_compactor.settings import QueueType
 from chroma_compactor.shards import Layout
 from support import assert_same_records, snapshot_state, vector
 
@@ -105,6 +106,7 @@ def test_old_partitions_are_retired_and_a_reused_name_continues_above_its_versio
     assert_same_records(_state(reader, "docs"), docs.table_state("docs"))
 
 
+@pytest.mark.parametrize("queue_type", [QueueType.STANDARD, QueueType.FIFO], indirect=True)
 def test_messages_queued_before_a_reshard_are_applied_after_it(
     docs: Pipeline, reader: Reader
 ) -> None:
@@ -152,6 +154,7 @@ class _ReshardFirst(Hooks):
             _reshard(self.pipeline, 4)
 
 
+@pytest.mark.parametrize("queue_type", [QueueType.STANDARD, QueueType.FIFO], indirect=True)
 def test_a_compactor_with_the_old_layout_is_refused_and_its_messages_land_on_the_new_shards(
     docs: Pipeline, reader: Reader
 ) -> None:
