@@ -188,6 +188,58 @@ def _parser() -> argparse.ArgumentParser:
     _scan_options(reshard)
     reshard.set_defaults(run=_reshard)
 
+    partition_help = (
+        "a collection, or one shard of a sharded one (<collection>.s<i>-of-<n>): "
+        "versions are numbered per shard"
+    )
+    versions = sub.add_parser("versions", help="list a collection's retained snapshot versions")
+    versions.add_argument("collection", help=partition_help)
+    versions.add_argument("--json", action="store_true", help="print JSON")
+    versions.set_defaults(run=_versions)
+
+    rollback = sub.add_parser(
+        "rollback",
+        help="publish a retained version's content as the next version (see --help)",
+        description="Publish retained version V's content as a new version (the pointer never "
+        "moves backwards), under the lease, by the pointer CAS. The snapshot's ledger becomes "
+        "V's: messages newer than V are applied again if they arrive again, but writes whose "
+        "messages were already consumed stay out of the snapshot until written again. "
+        "`rebuild` is the exact alternative: it rebuilds the table's current state.",
+    )
+    rollback.add_argument("collection", help=partition_help)
+    rollback.add_argument("--to", type=int, required=True, metavar="V", help="retained version")
+    rollback.set_defaults(run=_rollback)
+
+    gc = sub.add_parser(
+        "gc",
+        help="apply retention now: keep the last RETAIN_VERSIONS versions, delete unnamed blobs",
+        description="Delete versions older than the last RETAIN_VERSIONS and the blobs no "
+        "retained manifest names. A blob younger than the grace period is kept (an in-flight "
+        "cycle may be about to name it), and so are versions above the pointer.",
+    )
+    gc.add_argument("collection", nargs="?", help="one partition (default: every one)")
+    gc.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+    gc.add_argument(
+        "--grace-seconds", type=float, help="keep unnamed blobs younger than this (3600)"
+    )
+    gc.set_defaults(run=_gc)
+
+    backup = sub.add_parser("backup", help="copy one version, self-contained, to DIR or s3://")
+    backup.add_argument("collection", help=partition_help)
+    backup.add_argument("--to", required=True, metavar="DIR|s3://BUCKET/PREFIX")
+    backup.add_argument("--snapshot-version", type=int, help="version (default: the current one)")
+    backup.set_defaults(run=_backup)
+
+    restore = sub.add_parser(
+        "restore",
+        help="check a backup, then publish it as its collection's next version",
+        description="Verify every blob of a backup against its index, then commit its content "
+        "as the next version of the collection it was taken from (in this stack or another), "
+        "under the lease, like a rollback.",
+    )
+    restore.add_argument("--from", dest="source", required=True, metavar="DIR|s3://BUCKET/PREFIX")
+    restore.set_defaults(run=_restore)
+
     reset = sub.add_parser(
         "reset", help="empty the pipeline: queues, leases, snapshots, pointers (see --help)"
     )
@@ -507,6 +559,101 @@ def _bench(args: argparse.Namespace) -> int:
         summary = suite.run(plan, args.fixtures, progress)
     args.docs.mkdir(parents=True, exist_ok=True)
     print(report.tables(report.write(summary, args.docs)))
+    return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    from chroma_compactor.history import list_versions, partition_for
+    from chroma_compactor.wiring import build_compactor
+
+    c = build_compactor(*_from_env())
+    partition = partition_for(c.layouts, args.collection)
+    found = list_versions(c.store, c.pointers, partition)
+    if args.json:
+        print(json.dumps([v.__dict__ for v in found], indent=2))
+        return 0
+    if not found:
+        print(f"{partition!r} has no versions")
+        return 0
+    from rich.table import Table
+
+    table = Table("", "version", "created", "records", "bytes", "token", "note")
+    for v in found:
+        table.add_row(
+            "*" if v.current else "",
+            str(v.version),
+            v.created_at,
+            str(v.record_count),
+            f"{v.bytes:,}",
+            str(v.fencing_token),
+            v.note,
+        )
+    Console().print(table)
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from chroma_compactor.history import partition_for, rollback
+    from chroma_compactor.wiring import build_compactor
+
+    c = build_compactor(*_from_env())
+    partition = partition_for(c.layouts, args.collection)
+    manifest = rollback(c, partition, args.to)
+    print(
+        f"{partition!r} is at version {manifest.version}, with version {args.to}'s content "
+        f"({manifest.record_count} records)"
+    )
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from chroma_compactor.history import collect, partition_for
+    from chroma_compactor.wiring import build_compactor
+
+    c = build_compactor(*_from_env())
+    partitions = (
+        [partition_for(c.layouts, args.collection)] if args.collection else c.pointers.collections()
+    )
+    verb = "would delete" if args.dry_run else "deleted"
+    for partition in partitions:
+        result = collect(c, partition, dry_run=args.dry_run, grace_seconds=args.grace_seconds)
+        versions = f"{len(result.versions)} versions" + (
+            f" {result.versions}" if result.versions else ""
+        )
+        print(f"{partition}: {verb} {versions} and {len(result.blobs)} blobs")
+        if args.dry_run:
+            for blob in result.blobs:
+                print(f"  blob {blob}")
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from chroma_compactor.backup import backup, place
+    from chroma_compactor.history import partition_for
+    from chroma_compactor.wiring import build_compactor
+
+    settings, clients = _from_env()
+    c = build_compactor(settings, clients)
+    partition = partition_for(c.layouts, args.collection)
+    to = place(args.to, clients.s3)
+    index = backup(c.store, c.pointers, partition, to, args.snapshot_version)
+    print(
+        f"backed up {partition!r} version {index.version} ({index.record_count} records, "
+        f"{len(index.blobs)} blobs, {sum(index.blobs.values()):,} bytes) to {to}"
+    )
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from chroma_compactor.backup import place, restore
+    from chroma_compactor.wiring import build_compactor
+
+    settings, clients = _from_env()
+    manifest = restore(build_compactor(settings, clients), place(args.source, clients.s3))
+    print(
+        f"restored {manifest.collection!r} as version {manifest.version} "
+        f"({manifest.record_count} records) from {args.source}"
+    )
     return 0
 
 

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from chroma_compactor.cycle import Outcome, apply, retain, upload
-from chroma_compactor.errors import CommitRejected, ConfigurationError, InvalidMessage, LeaseBusy
+from chroma_compactor.errors import CommitRejected, ConfigurationError, InvalidMessage
 from chroma_compactor.forwarder import operation_from_record
+from chroma_compactor.history import acquire_for_operator
 from chroma_compactor.lease import Heartbeat
 from chroma_compactor.local_snapshot import (
     LocalSnapshot,
@@ -241,15 +242,7 @@ class _Held:
         c = self._c
         try:
             for name in self._partitions:
-                try:
-                    lease = c.leases.acquire_waiting(
-                        name, c.owner, c.settings.lease_seconds, c.settings.lease_wait_seconds
-                    )
-                except LeaseBusy as e:
-                    raise LeaseBusy(
-                        f"{e}; a compactor is publishing to it: try again when it is done "
-                        f"(waited {c.settings.lease_wait_seconds:.0f}s, LEASE_WAIT_SECONDS)"
-                    ) from e
+                lease = acquire_for_operator(c, name)
                 self._stack.callback(_release, c, self, name)
                 beat = Heartbeat(c.leases, lease, c.settings.lease_seconds)
                 self._stack.enter_context(beat)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,6 +17,8 @@ BLOB_GRACE_SECONDS = 3600.0
 class RetentionResult:
     versions_deleted: int = 0
     blobs_deleted: int = 0
+    versions: list[int] = field(default_factory=list)  # the versions deleted (or, dry, doomed)
+    blobs: list[str] = field(default_factory=list)  # the blobs deleted (or, dry, doomed)
 
 
 def apply_retention(
@@ -25,18 +27,24 @@ def apply_retention(
     current_version: int,
     keep: int,
     grace_seconds: float = BLOB_GRACE_SECONDS,
+    *,
+    sweep: bool = False,
+    dry_run: bool = False,
 ) -> RetentionResult:
     """Delete manifests older than the last ``keep`` versions, then their orphaned blobs.
 
-    Costs one LIST when there is nothing to do, so it can run after every commit. Versions above
-    ``current_version`` (uploads of abandoned cycles) are left alone: their key may be claimed
-    again by the next cycle.
+    Costs one LIST when there is nothing to do, so it can run after every commit; ``sweep``
+    (the `gc` command) looks for orphaned blobs even then, such as an abandoned cycle's once
+    their grace is over. Versions above ``current_version`` (uploads of abandoned cycles) are
+    left alone: their key may be claimed again by the next cycle.
     """
     versions = store.list_versions(collection)
     doomed = [v for v in versions if v <= current_version - keep]
-    if not doomed:
+    if not doomed and not sweep:
         return RetentionResult()
-    store.delete_versions(collection, doomed)
     kept = [store.read_manifest(collection, v) for v in versions if v not in doomed]
-    blobs = store.collect_garbage(collection, kept, grace_seconds)
-    return RetentionResult(versions_deleted=len(doomed), blobs_deleted=blobs)
+    blobs = store.unreferenced_blobs(collection, kept, grace_seconds)
+    if not dry_run:
+        store.delete_versions(collection, doomed)
+        store.delete_blobs(collection, blobs)
+    return RetentionResult(len(doomed), len(blobs), doomed, blobs)

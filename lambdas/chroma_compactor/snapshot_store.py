@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from chroma_compactor.errors import LeaseLost, SnapshotCorrupt, UnknownSnapshotFormat
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from pathlib import Path
 
     from mypy_boto3_s3 import S3Client
@@ -37,6 +37,31 @@ FORMAT_VERSION = 1
 _VERSION_DIGITS = 12
 _WORKERS = 8
 _MANIFEST_ATTEMPTS = 5
+
+
+# Upgrades of older manifest formats, applied in order on load: MIGRATIONS[n] turns a format-n
+# manifest (raw JSON) into format n + 1. Bump FORMAT_VERSION only with the migration from the
+# previous format registered here, so every retained version stays readable.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def upgrade(raw: dict[str, Any], what: str) -> dict[str, Any]:
+    """Bring a raw manifest to FORMAT_VERSION; refuse a newer format this code cannot read."""
+    found = raw.get("format_version", 1)
+    if found > FORMAT_VERSION:
+        raise UnknownSnapshotFormat(
+            f"{what} has snapshot format {found}; this code reads up to {FORMAT_VERSION}: "
+            "upgrade chroma-compactor"
+        )
+    while found < FORMAT_VERSION:
+        migration = MIGRATIONS.get(found)
+        if migration is None:
+            raise UnknownSnapshotFormat(
+                f"{what} has snapshot format {found} and no migration to {found + 1} is registered"
+            )
+        raw = migration(raw) | {"format_version": found + 1}
+        found += 1
+    return raw
 
 
 class Chunk(BaseModel):
@@ -67,6 +92,9 @@ class Manifest(BaseModel):
     created_at: str
     chunk_bytes: int
     files: list[FileEntry]
+    # Provenance of a version that re-publishes other content (`rollback`, `restore`).
+    rolled_back_from: int | None = None
+    restored_from: str | None = None
 
     def blob_names(self) -> set[str]:
         return {c.sha256 for f in self.files for c in f.chunks}
@@ -111,13 +139,9 @@ class SnapshotStore:
                     f"manifest of {collection!r} version {version} is missing (s3://{self.bucket}/{key})"
                 ) from e
             raise
-        raw = json.loads(body)
-        if raw.get("format_version", 0) > FORMAT_VERSION:
-            raise UnknownSnapshotFormat(
-                f"{collection!r} version {version} has snapshot format {raw['format_version']}; "
-                f"this code reads up to {FORMAT_VERSION}: upgrade chroma-compactor"
-            )
-        return Manifest.model_validate(raw)
+        return Manifest.model_validate(
+            upgrade(json.loads(body), f"{collection!r} version {version}")
+        )
 
     def list_versions(self, collection: str) -> list[int]:
         prefix = f"{self._collection_prefix(collection)}/versions/"
@@ -186,12 +210,12 @@ class SnapshotStore:
             chunk_bytes=chunk_bytes,
             files=files,
         )
-        self._put_manifest(manifest)
+        self.put_manifest(manifest)
         return manifest, TransferStats(
             blobs=len(pending), bytes=sum(size for _, _, size in pending.values())
         )
 
-    def _put_manifest(self, manifest: Manifest) -> None:
+    def put_manifest(self, manifest: Manifest) -> None:
         """Write a manifest without ever overwriting one another writer could commit.
 
         A manifest key names a version, and two cycles (one whose lease ran out, one that took
@@ -235,7 +259,26 @@ class SnapshotStore:
     def _put_blob(self, collection: str, sha256: str, path: Path, offset: int, size: int) -> None:
         with path.open("rb") as f:
             f.seek(offset)
-            data = f.read(size)
+            self.put_blob(collection, sha256, f.read(size))
+
+    def get_blob(self, collection: str, sha256: str, size: int | None = None) -> bytes:
+        """A whole blob, checked against its name (and its size, when known)."""
+        key = self.blob_key(collection, sha256)
+        try:
+            data = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                raise SnapshotCorrupt(f"blob s3://{self.bucket}/{key} is missing") from e
+            raise
+        if (size is not None and len(data) != size) or hashlib.sha256(data).hexdigest() != sha256:
+            raise SnapshotCorrupt(
+                f"blob s3://{self.bucket}/{key} failed its checksum ({len(data)} bytes"
+                + ("" if size is None else f", expected {size}")
+                + "); the snapshot was not opened"
+            )
+        return data
+
+    def put_blob(self, collection: str, sha256: str, data: bytes) -> None:
         # S3 checks the body against our own sha256 on arrival, so a blob is never stored torn.
         self._s3.put_object(
             Bucket=self.bucket,
@@ -274,18 +317,7 @@ class SnapshotStore:
         return TransferStats(blobs=len(jobs), bytes=sum(c.size for _, _, c in jobs))
 
     def _fetch_chunk(self, collection: str, path: Path, offset: int, chunk: Chunk) -> None:
-        key = self.blob_key(collection, chunk.sha256)
-        try:
-            data = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as e:
-            if e.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                raise SnapshotCorrupt(f"blob s3://{self.bucket}/{key} is missing") from e
-            raise
-        if len(data) != chunk.size or hashlib.sha256(data).hexdigest() != chunk.sha256:
-            raise SnapshotCorrupt(
-                f"blob s3://{self.bucket}/{key} failed its checksum "
-                f"({len(data)} bytes, expected {chunk.size}); the snapshot was not opened"
-            )
+        data = self.get_blob(collection, chunk.sha256, chunk.size)
         fd = os.open(path, os.O_WRONLY)
         try:
             os.pwrite(fd, data, offset)
@@ -298,10 +330,13 @@ class SnapshotStore:
         keys = [{"Key": self.manifest_key(collection, v)} for v in versions]
         return self._delete_keys(keys)
 
-    def collect_garbage(
+    def delete_blobs(self, collection: str, names: Iterable[str]) -> int:
+        return self._delete_keys([{"Key": self.blob_key(collection, name)} for name in names])
+
+    def unreferenced_blobs(
         self, collection: str, keep: Iterable[Manifest], grace_seconds: float
-    ) -> int:
-        """Delete blobs no kept manifest names, if older than the grace period.
+    ) -> list[str]:
+        """Blobs that no manifest of ``keep`` names, older than the grace period.
 
         The grace period protects blobs that an in-flight cycle has uploaded but not yet
         named in a committed manifest.
@@ -311,15 +346,15 @@ class SnapshotStore:
             referenced |= manifest.blob_names()
         prefix = f"{self._collection_prefix(collection)}/blobs/"
         cutoff = datetime.now(UTC).timestamp() - grace_seconds
-        doomed: list[dict[str, Any]] = []
+        doomed: list[str] = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=prefix
         ):
             for obj in page.get("Contents", []):
                 name = obj["Key"][len(prefix) :]
                 if name not in referenced and obj["LastModified"].timestamp() < cutoff:
-                    doomed.append({"Key": obj["Key"]})
-        return self._delete_keys(doomed)
+                    doomed.append(name)
+        return doomed
 
     def _delete_keys(self, keys: list[dict[str, Any]]) -> int:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -194,6 +194,38 @@ def test_a_manifest_of_a_newer_format_raises_unknown_snapshot_format(
     )
 
     with pytest.raises(UnknownSnapshotFormat, match="snapshot format 99"):
+        store.read_manifest(COLLECTION, 1)
+
+
+def _format_2_with_a_migration_from_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code as it would be after a format change: format 2, and the upgrade of format 1."""
+
+    def from_1(raw: dict[str, Any]) -> dict[str, Any]:
+        return raw | {"record_count": raw["record_count"] + 1000}  # stands in for a real change
+
+    monkeypatch.setattr(snapshot_store, "FORMAT_VERSION", 2)
+    monkeypatch.setitem(snapshot_store.MIGRATIONS, 1, from_1)
+
+
+def test_an_older_format_is_upgraded_by_its_registered_migration_on_load(
+    store: SnapshotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _upload(store, _write_snapshot(tmp_path / "work"), 1)
+    _format_2_with_a_migration_from_1(monkeypatch)
+
+    loaded = store.read_manifest(COLLECTION, 1)
+
+    assert (loaded.format_version, loaded.record_count) == (2, 1000)
+
+
+def test_an_older_format_without_a_migration_is_refused_by_name(
+    store: SnapshotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _upload(store, _write_snapshot(tmp_path / "work"), 1)
+    monkeypatch.setattr(snapshot_store, "FORMAT_VERSION", 3)
+    monkeypatch.setitem(snapshot_store.MIGRATIONS, 1, lambda raw: raw)  # 1 -> 2, but no 2 -> 3
+
+    with pytest.raises(UnknownSnapshotFormat, match="format 2 and no migration to 3"):
         store.read_manifest(COLLECTION, 1)
 
 
