@@ -390,7 +390,11 @@ def publish(
     _ensure_time(deadline, collection)
     if applied.effects:
         with timer(Step.VALIDATE, c.hooks, collection):
-            validate_snapshot(cache.snapshot, collection, applied.records, applied.effects)
+            try:
+                validate_snapshot(cache.snapshot, collection, applied.records, applied.effects)
+            except ValidationFailed as e:
+                # `status` shows this (health note): which version was refused, and why.
+                raise ValidationFailed(f"version {pointer.version + 1} not published: {e}") from e
         with timer(Step.UPLOAD, c.hooks, collection):
             manifest = upload(
                 c, cache.snapshot, pointer, parent, heartbeat.lease, applied, outcome, cache.digests

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,7 +13,10 @@ from rich.console import Console
 
 from chroma_compactor import ops
 from chroma_compactor.cli import main
+from chroma_compactor.cycle import Hooks, Step
 from chroma_compactor.lease import LeaseTable
+from chroma_compactor.local_snapshot import warm_client
+from chroma_compactor.snapshot_cache import SnapshotCache
 from chroma_compactor.status import (
     STUCK_LEASE_S,
     CollectionStatus,
@@ -24,8 +28,6 @@ from chroma_compactor.status import (
 from support import vector
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from support import Pipeline
 
 
@@ -330,3 +332,33 @@ def test_a_young_backlog_after_a_recent_commit_is_not_flagged(pipeline: Pipeline
     _oldest_message_age(pipeline, 1800)
 
     assert collect_status(pipeline.clients, pipeline.settings, pipeline.clock).problems == []
+
+
+class _LoseAWrite(Hooks):
+    """Chroma drops a record between apply and validation: the working copy is not the ledger."""
+
+    def __init__(self, cache_dir: str) -> None:
+        self.cache_dir = Path(cache_dir)
+
+    def before(self, step: Step, collection: str) -> None:
+        if step is Step.VALIDATE:
+            work = SnapshotCache(self.cache_dir, collection).snapshot.chroma_dir
+            with warm_client(work) as client:
+                client.get_collection(collection).delete(ids=["b"])
+
+
+def test_a_version_that_failed_validation_is_flagged_with_its_number(pipeline: Pipeline) -> None:
+    _compact(pipeline, ops.upsert("docs", "a", 1, vector(1)))
+    c = pipeline.compactor("v")
+    c = pipeline.compactor("v", hooks=_LoseAWrite(c.settings.cache_dir))  # its own cache dir
+
+    pipeline.send(ops.upsert("docs", "b", 1, vector(2)))
+    outcome = pipeline.cycle(c).outcomes[0]
+
+    assert outcome.abandoned is not None and "ValidationFailed" in outcome.abandoned
+    assert c.pointers.read("docs").version == 1  # never published
+    status = collect_status(pipeline.clients, pipeline.settings, pipeline.clock)
+    assert not status.healthy
+    assert any(
+        "cycles fail: ValidationFailed: version 2 not published" in p for p in status.problems
+    )
