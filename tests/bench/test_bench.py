@@ -85,6 +85,7 @@ def test_a_tiny_bench_reports_every_figure_the_docs_need(tmp_path: Path) -> None
         shard_fifo_updates=20,
         queries=5,
         cold_queries=2,
+        writer_records=30,
     )
 
     summary = suite.run(plan, tmp_path / "fixtures", progress=lambda _: None)
@@ -108,6 +109,9 @@ def test_a_tiny_bench_reports_every_figure_the_docs_need(tmp_path: Path) -> None
             assert len(run["messages_per_worker"]) == int(n)
     assert set(recorded["query"]) == {"1", "2"}
     assert all(q["warm"]["n"] == 5 and q["cold"]["n"] == 2 for q in recorded["query"].values())
+    # Written through the Writer in both modes, every record then published by the pipeline.
+    assert set(recorded["writer"]) == {"batch", "conditional"}
+    assert all(w["written"] == 30 and w["failed"] == 0 for w in recorded["writer"].values())
     assert json.loads((tmp_path / "performance.json").read_text()) == recorded
     assert "<!-- bench:begin -->" in (tmp_path / "performance.md").read_text()
     assert (tmp_path / "performance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -81,6 +81,8 @@ def tables(s: dict[str, Any]) -> str:
         lines += ["", *shards_table(s["shards"], plan)]
     if "query" in s or "query_scale" in s:
         lines += ["", *query_table(s)]
+    if "writer" in s:
+        lines += ["", *writer_table(s["writer"], plan)]
     if "scale" in s:
         lines += ["", *scale_table(s["scale"])]
     return "\n".join([*lines, "", *goals(s)])
@@ -133,6 +135,30 @@ def query_table(s: dict[str, Any]) -> list[str]:
                 f"| {q['records']:,} | {n} | {warm['p50_ms']:,.1f} | {warm['p99_ms']:,.1f} | "
                 f"{cold['p50_ms']:,.1f} | {cold['p99_ms']:,.1f} | {warm['n']} / {cold['n']} |"
             )
+    return lines
+
+
+def writer_table(writer: dict[str, Any], plan: dict[str, Any]) -> list[str]:
+    lines = [
+        "Writing through the `Writer` (`lambdas/chroma_compactor/writer.py`), as a user service "
+        f"does: {max(w['records'] for w in writer.values()):,} records of {plan['dim']} "
+        "dimensions into the "
+        "source table (DynamoDB modelled as above), then the stream forwarded and the queue "
+        "compacted until every record is in a snapshot. *latency* is enqueue to written; "
+        "every record is enqueued at once, so it includes the wait in the Writer's buffer. "
+        "Batch mode writes 25 items per request; conditional mode one conditional request per "
+        "record (it refuses older revs and keeps delete stubs).",
+        "",
+        "| mode | writes/s | mean latency ms | max latency ms | retried | failed "
+        "| first write to last record published, s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode, w in writer.items():
+        lines.append(
+            f"| {mode} | {w['writes_per_s']:,.1f} | {w['mean_latency_ms']:,.1f} | "
+            f"{w['max_latency_ms']:,.1f} | {w['retried']} | {w['failed']} | "
+            f"{w['end_to_end_s']:,.1f} |"
+        )
     return lines
 
 

@@ -44,7 +44,7 @@ _BUILD_BATCH = 5000
 
 @dataclass(frozen=True)
 class Config:
-    name: str  # seed | ours_standard | ours_fifo | limit
+    name: str  # seed | ours_standard | ours_fifo | limit | writer | shards_* | query
     base_records: int
     updates: int
     dim: int
@@ -86,6 +86,11 @@ def main() -> None:
         from chroma_compactor.bench.parallel import run_shards
 
         print(json.dumps(run_shards(config)))
+        return
+    if config.name == "writer":
+        from chroma_compactor.bench.writer import run_writer
+
+        print(json.dumps(run_writer(config)))
         return
     result = run_limit(config) if config.name == "limit" else run_queue(config)
     result.peak_rss_mb = round(peak_rss_mb(), 1)

@@ -45,6 +45,7 @@ class Plan:
     shard_fifo_updates: int = 300  # FIFO's 10 per cycle again: a rate
     queries: int = 200  # warm, k=10, after the 1- and 4-shard standard runs
     cold_queries: int = 15
+    writer_records: int = 2_000  # through the Writer, then forwarded and compacted
     seed_memory_mb: int = 4096  # reference/002
 
     def config(
@@ -84,7 +85,20 @@ def run(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, Any]:
         progress(
             f"  {results[name]['msgs_per_s']} msg/s, peak RSS {results[name]['peak_rss_mb']:.0f} MB"
         )
-    return summarize(plan, results) | run_shards(plan, fixtures, progress)
+    return (
+        summarize(plan, results)
+        | run_shards(plan, fixtures, progress)
+        | run_writer(plan, fixtures, progress)
+    )
+
+
+def run_writer(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, Any]:
+    """The write path through the Writer, in both its modes, then through the pipeline."""
+    progress(f"writer: {plan.writer_records} records per mode, then forwarded and compacted ...")
+    writer = run_config(plan.config("writer", plan.writer_records, fixtures), "standard")
+    for mode, w in writer.items():
+        progress(f"  {mode}: {w['writes_per_s']} writes/s, end to end {w['end_to_end_s']} s")
+    return {"writer": writer}
 
 
 def run_shards(plan: Plan, fixtures: Path, progress: Any = print) -> dict[str, Any]:
