@@ -164,4 +164,3 @@ def restore(c: Compactor, source: Place) -> Manifest:
                 )
             )
             return republish(c, beat, pointer, manifest, restored_from=str(source))
-

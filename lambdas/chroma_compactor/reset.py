@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from chroma_compactor.wiring import Clients
 
 
-
 @dataclass
 class ResetPlan:
     queues: dict[str, int] = field(default_factory=dict)  # url -> messages (visible + in flight)
