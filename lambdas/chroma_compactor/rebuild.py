@@ -159,7 +159,13 @@ def rebuild(
     layout = c.layouts.ensure(collection, c.settings.shards_for(collection))
     with _Held(c, layout.partitions) as held:
         scan = scan_source(ddb, table, collection, segments, progress)
-        return _publish(c, held, layout, scan.operations.get(collection, []), scan.scanned)
+        ops = scan.operations.get(collection, [])
+        if not ops and all(c.pointers.read(p).version == 0 for p in layout.partitions):
+            raise ConfigurationError(
+                f"the table has no records of {collection!r} and it has no snapshot: "
+                "nothing to rebuild (a misspelt name?)"
+            )
+        return _publish(c, held, layout, ops, scan.scanned)
 
 
 def rebuild_all(

@@ -8,7 +8,7 @@ import pytest
 
 from chroma_compactor import ops
 from chroma_compactor.cli import main
-from chroma_compactor.errors import LeaseBusy
+from chroma_compactor.errors import ConfigurationError, LeaseBusy
 from chroma_compactor.rebuild import rebuild, scan_source
 from chroma_compactor.shards import Layout
 from support import assert_same_records, snapshot_state, vector
@@ -138,3 +138,9 @@ def test_the_rebuild_command_reports_each_partition(
     out = capsys.readouterr()
     assert "rebuilt 'docs'" in out.out
     assert "version 3" in out.out
+
+
+def test_a_rebuild_of_a_collection_nobody_has_refuses(drifted: Pipeline) -> None:
+    with pytest.raises(ConfigurationError, match="no records of 'dcos'"):
+        rebuild(drifted.compactor("a"), drifted.clients.dynamodb, "dcos")
+    assert drifted.compactor("a").pointers.read("dcos").version == 0
