@@ -7,18 +7,21 @@ how many there are before anything is deleted.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chroma_compactor.errors import ConfigurationError
+from chroma_compactor.errors import CompactorError, ConfigurationError
 from chroma_compactor.status import dead_letter_queue
 
 if TYPE_CHECKING:
     from chroma_compactor.settings import Settings
     from chroma_compactor.wiring import Clients
+
+_DELETE_ATTEMPTS = 8
 
 
 @dataclass
@@ -69,14 +72,24 @@ def execute_reset(clients: Clients, settings: Settings, plan: ResetPlan) -> None
     for url in plan.queues:
         _purge(clients, url)
     for start in range(0, len(plan.control_keys), 25):
-        clients.dynamodb.batch_write_item(
-            RequestItems={
-                settings.control_table_name: [
-                    {"DeleteRequest": {"Key": {"pk": {"S": key}}}}
-                    for key in plan.control_keys[start : start + 25]
-                ]
-            }
-        )
+        requests: Any = {
+            settings.control_table_name: [
+                {"DeleteRequest": {"Key": {"pk": {"S": key}}}}
+                for key in plan.control_keys[start : start + 25]
+            ]
+        }
+        for attempt in range(_DELETE_ATTEMPTS):
+            requests = clients.dynamodb.batch_write_item(RequestItems=requests).get(
+                "UnprocessedItems"
+            )
+            if not requests:
+                break
+            time.sleep(min(2.0, 0.05 * 2**attempt))  # throttled: back off, send the rest again
+        else:
+            raise CompactorError(
+                f"control table {settings.control_table_name} kept throttling the reset; "
+                "run it again (it deletes whatever is left)"
+            )
     keys = [{"Key": k} for k in _snapshot_keys(clients, settings)]
     for start in range(0, len(keys), 1000):
         clients.s3.delete_objects(

@@ -7,7 +7,7 @@ import runpy
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -110,6 +110,32 @@ def test_reset_deletes_the_lease_and_pointer_items(used: Pipeline) -> None:
 
     assert not [k for k in _control_keys(used) if k.startswith(("lease#", "pointer#"))]
     assert used.compactor("b").pointers.read("docs").version == 0
+
+
+def test_reset_sends_again_the_deletes_dynamodb_left_unprocessed(
+    used: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Throttled batch writes come back as UnprocessedItems: those items must not survive."""
+    ddb = used.clients.dynamodb
+    real = ddb.batch_write_item
+    throttled = [True]
+
+    def first_call_takes_one(**kwargs: Any) -> Any:
+        if not throttled[0]:
+            return real(**kwargs)
+        throttled[0] = False
+        ((table, requests),) = kwargs["RequestItems"].items()
+        real(RequestItems={table: requests[:1]})
+        return {"UnprocessedItems": {table: requests[1:]}}
+
+    monkeypatch.setattr(ddb, "batch_write_item", first_call_takes_one)
+    plan = plan_reset(used.clients, used.settings)
+    assert len(plan.control_keys) > 1
+
+    execute_reset(used.clients, used.settings, plan)
+
+    assert not throttled[0]
+    assert plan_reset(used.clients, used.settings).control_keys == []
 
 
 def test_reset_deletes_every_snapshot_object(used: Pipeline) -> None:
