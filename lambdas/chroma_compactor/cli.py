@@ -215,7 +215,8 @@ def _parser() -> argparse.ArgumentParser:
         help="apply retention now: keep the last RETAIN_VERSIONS versions, delete unnamed blobs",
         description="Delete versions older than the last RETAIN_VERSIONS and the blobs no "
         "retained manifest names. A blob younger than the grace period is kept (an in-flight "
-        "cycle may be about to name it), and so are versions above the pointer.",
+        "cycle may be about to name it), and so are versions above the pointer. Partitions a "
+        "reshard retired keep no version: their snapshots go too.",
     )
     gc.add_argument("collection", nargs="?", help="one partition (default: every one)")
     gc.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
@@ -611,16 +612,26 @@ def _gc(args: argparse.Namespace) -> int:
     from chroma_compactor.wiring import build_compactor
 
     c = build_compactor(*_from_env())
+    retired = set(c.pointers.retired())
     partitions = (
-        [partition_for(c.layouts, args.collection)] if args.collection else c.pointers.collections()
+        [partition_for(c.layouts, args.collection)]
+        if args.collection
+        else c.pointers.collections() + sorted(retired)
     )
     verb = "would delete" if args.dry_run else "deleted"
     for partition in partitions:
-        result = collect(c, partition, dry_run=args.dry_run, grace_seconds=args.grace_seconds)
+        result = collect(
+            c,
+            partition,
+            dry_run=args.dry_run,
+            grace_seconds=args.grace_seconds,
+            retired=partition in retired,
+        )
         versions = f"{len(result.versions)} versions" + (
             f" {result.versions}" if result.versions else ""
         )
-        print(f"{partition}: {verb} {versions} and {len(result.blobs)} blobs")
+        note = " (retired by a reshard)" if partition in retired else ""
+        print(f"{partition}{note}: {verb} {versions} and {len(result.blobs)} blobs")
         if args.dry_run:
             for blob in result.blobs:
                 print(f"  blob {blob}")

@@ -138,15 +138,27 @@ def republish(
 
 
 def collect(
-    c: Compactor, partition: str, *, dry_run: bool = False, grace_seconds: float | None = None
+    c: Compactor,
+    partition: str,
+    *,
+    dry_run: bool = False,
+    grace_seconds: float | None = None,
+    retired: bool = False,
 ) -> RetentionResult:
-    """Retention and blob collection now, for `gc`: the same rules as after every commit."""
+    """Retention and blob collection now, for `gc`: the same rules as after every commit.
+
+    A ``retired`` partition (replaced by `reshard`) keeps no version: its blobs go once their
+    grace is over.
+    """
     current = c.pointers.read(partition).version
+    if retired:
+        versions = c.store.list_versions(partition)
+        current = max(versions, default=0)
     return apply_retention(
         c.store,
         partition,
         current,
-        c.settings.retain_versions,
+        0 if retired else c.settings.retain_versions,
         BLOB_GRACE_SECONDS if grace_seconds is None else grace_seconds,
         sweep=True,
         dry_run=dry_run,

@@ -72,19 +72,26 @@ class PointerTable:
         A lease or a note without a pointer is a collection whose first cycle is running,
         crashed or failed.
         """
-        names: list[str] = []
-        retired: set[str] = set()  # partitions of a layout `reshard` replaced: not current
+        names, retired = self._scan()
+        return sorted(names - retired)
+
+    def retired(self) -> list[str]:
+        """Partitions of layouts `reshard` replaced: their snapshots serve nothing any more."""
+        return sorted(self._scan()[1])
+
+    def _scan(self) -> tuple[set[str], set[str]]:
+        names: set[str] = set()
+        retired: set[str] = set()
         for page in self._ddb.get_paginator("scan").paginate(
             TableName=self.table_name, ProjectionExpression="pk, retired"
         ):
             for item in page.get("Items", []):
-                pk = item["pk"]["S"]
-                kind, _, name = pk.partition("#")
+                kind, _, name = item["pk"]["S"].partition("#")
                 if kind in ("pointer", "lease", "health"):
-                    names.append(name)
+                    names.add(name)
                 if kind == "pointer" and "retired" in item:
                     retired.add(name)
-        return sorted(set(names) - retired)
+        return names, retired
 
     def commit(
         self,

@@ -106,6 +106,24 @@ def test_old_partitions_are_retired_and_a_reused_name_continues_above_its_versio
     assert_same_records(_state(reader, "docs"), docs.table_state("docs"))
 
 
+def test_gc_deletes_the_snapshots_of_retired_partitions_and_keeps_the_new_ones(
+    docs: Pipeline, reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reshard(docs, 2)
+    for name, value in docs.settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    store = docs.compactor("a").store
+
+    assert main(["gc", "--grace-seconds", "0"]) == 0
+
+    assert store.list_versions("docs") == []
+    assert not docs.clients.s3.list_objects_v2(
+        Bucket=store.bucket, Prefix=store.blob_key("docs", "")
+    ).get("Contents")
+    assert [store.list_versions(p) for p in Layout("docs", 2).partitions] == [[1], [1]]
+    assert_same_records(_state(reader, "docs"), docs.table_state("docs"))
+
+
 @pytest.mark.parametrize("queue_type", [QueueType.STANDARD, QueueType.FIFO], indirect=True)
 def test_messages_queued_before_a_reshard_are_applied_after_it(
     docs: Pipeline, reader: Reader
