@@ -50,7 +50,7 @@ STARTUP_S = 60
 @dataclass
 class LocalProcess:
     data_dir: Path
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     env: dict[str, str]
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -77,41 +77,57 @@ class LocalProcess:
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
         )
 
+    @property
+    def log(self) -> Path:
+        """What `local up` printed (stdout and stderr)."""
+        return _log_of(self.data_dir)
+
     def stop(self, timeout: float = 120) -> None:
         """Ctrl-C: local mode saves its state, then exits."""
         self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=timeout)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(
+                f"local up did not stop within {timeout}s; it printed:\n{self.log.read_text()}"
+            ) from None
+
+
+def _log_of(data_dir: Path) -> Path:
+    return data_dir.parent / f"{data_dir.name}-local-up.log"
 
 
 def start_local(data_dir: Path, queue_type: str = "standard") -> LocalProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chroma_compactor",
-            "local",
-            "up",
-            "--no-workers",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-            "--queue-type",
-            queue_type,
-        ],
-        env=base,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # A file, not a pipe: nobody reads a pipe while the stack runs, and a full one (64 KiB of
+    # output) would block the stack on its next print, such as "stopping: saving state".
+    log = _log_of(data_dir)
+    with log.open("a") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "chroma_compactor",
+                "local",
+                "up",
+                "--no-workers",
+                "--port",
+                "0",
+                "--data-dir",
+                str(data_dir),
+                "--queue-type",
+                queue_type,
+            ],
+            env=base,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + STARTUP_S
     while not (data_dir / "stack.json").exists():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise AssertionError(
-                f"local up did not start:\n{process.stdout.read() if process.stdout else ''}"
-            )
+            raise AssertionError(f"local up did not start:\n{log.read_text()}")
         time.sleep(0.2)
     env_lines = subprocess.run(
         [sys.executable, "-m", "chroma_compactor", "local", "env", "--data-dir", str(data_dir)],
