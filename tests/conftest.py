@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from moto import mock_aws
 
+from chroma_compactor import moto_patches
 from chroma_compactor.lease import LeaseTable
 from chroma_compactor.resources import PipelineNames, create_pipeline
 from chroma_compactor.settings import QueueType, Settings
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from chroma_compactor.reader import Reader
 
 _names = itertools.count()
+# The compactor receives and deletes from several threads; in-process moto's SQS is not
+# thread-safe, so its calls take turns (moto_patches.serialize_sqs; local mode patches more).
+moto_patches.serialize_sqs()
 
 
 @pytest.fixture(autouse=True)

@@ -73,6 +73,46 @@ def apply() -> None:
     _applied = True
 
 
+_SQS_CALLS = (
+    "send_message",
+    "send_message_batch",
+    "receive_message",
+    "delete_message",
+    "delete_message_batch",
+    "change_message_visibility",
+    "change_message_visibility_batch",
+    "purge_queue",
+)
+_serialized = False
+
+
+def serialize_sqs() -> None:
+    """Idempotent: one SQS call at a time in this process (in-process moto, for tests).
+
+    moto's SQS models are not thread-safe, and the compactor receives and deletes from several
+    threads: a receive iterating a queue's pending set while another call changes it raises
+    "Set changed size during iteration". Behaviour is otherwise moto's own, unlike ``apply``.
+    """
+    global _serialized  # noqa: PLW0603 - a process-wide, once-only switch
+    if _serialized:
+        return
+    from moto.sqs import models
+
+    backend_cls: Any = models.SQSBackend
+    lock = threading.RLock()
+
+    def serialized(call: Any) -> Any:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return call(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in _SQS_CALLS:
+        setattr(backend_cls, name, serialized(getattr(backend_cls, name)))
+    _serialized = True
+
+
 def _patch_attributes(models: Any, camelcase_to_underscores: Any) -> None:
     queue_cls: Any = models.Queue
     cheap = [a for a in queue_cls.BASE_ATTRIBUTES if a not in _COUNTS]
