@@ -170,7 +170,10 @@ def run_local(data_dir: Path, port: int, queue_type: QueueType, workers: bool) -
     console = Console()
     stack = LocalStack(data_dir, port, queue_type)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Both set here rather than left to Python's default: a process started in the background
+    # by a non-interactive shell inherits SIGINT *ignored*, and would never see Ctrl-C.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     with stack.running() as info:
         quiet_lambda_logs(data_dir / "logs")
         console.print(f"[green]local stack up[/] at {info.endpoint} ({queue_type.value} queue)")

@@ -98,7 +98,14 @@ def _log_of(data_dir: Path) -> Path:
     return data_dir.parent / f"{data_dir.name}-local-up.log"
 
 
-def start_local(data_dir: Path, queue_type: str = "standard") -> LocalProcess:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_local(
+    data_dir: Path, queue_type: str = "standard", sigint_ignored: bool = False
+) -> LocalProcess:
+    """``local up --no-workers``; ``sigint_ignored`` starts it as a shell's background job is."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     # A file, not a pipe: nobody reads a pipe while the stack runs, and a full one (64 KiB of
     # output) would block the stack on its next print, such as "stopping: saving state".
@@ -122,6 +129,7 @@ def start_local(data_dir: Path, queue_type: str = "standard") -> LocalProcess:
             env=base,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=_ignore_sigint if sigint_ignored else None,  # noqa: PLW1509 - no threads use it
         )
     deadline = time.monotonic() + STARTUP_S
     while not (data_dir / "stack.json").exists():

@@ -64,6 +64,15 @@ def test_a_restarted_stack_finds_its_snapshots_and_carries_on(
     client.close()
 
 
+def test_ctrl_c_stops_a_stack_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A non-interactive shell's background job inherits SIGINT ignored (`make test &`, CI)."""
+    local = start_local(tmp_path / "data", sigint_ignored=True)
+
+    local.stop(timeout=60)
+
+    assert "stopping: saving state" in local.log.read_text()
+
+
 def test_local_env_refuses_a_stack_that_is_not_running(tmp_path: Path) -> None:
     import subprocess
     import sys
