@@ -26,6 +26,7 @@ from chroma_compactor.settings import QueueType, Settings
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from chroma_compactor.cycle import Compactor
     from chroma_compactor.reader import Reader
     from chroma_compactor.wiring import Clients
 
@@ -564,11 +565,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _versions(args: argparse.Namespace) -> int:
-    from chroma_compactor.history import list_versions, partition_for
-    from chroma_compactor.wiring import build_compactor
+    from chroma_compactor.history import list_versions
 
-    c = build_compactor(*_from_env())
-    partition = partition_for(c.layouts, args.collection)
+    c, _, partition = _partition_of(args.collection)
     found = list_versions(c.store, c.pointers, partition)
     if args.json:
         print(json.dumps([v.__dict__ for v in found], indent=2))
@@ -594,11 +593,9 @@ def _versions(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from chroma_compactor.history import partition_for, rollback
-    from chroma_compactor.wiring import build_compactor
+    from chroma_compactor.history import rollback
 
-    c = build_compactor(*_from_env())
-    partition = partition_for(c.layouts, args.collection)
+    c, _, partition = _partition_of(args.collection)
     manifest = rollback(c, partition, args.to)
     print(
         f"{partition!r} is at version {manifest.version}, with version {args.to}'s content "
@@ -640,12 +637,8 @@ def _gc(args: argparse.Namespace) -> int:
 
 def _backup(args: argparse.Namespace) -> int:
     from chroma_compactor.backup import backup, place
-    from chroma_compactor.history import partition_for
-    from chroma_compactor.wiring import build_compactor
 
-    settings, clients = _from_env()
-    c = build_compactor(settings, clients)
-    partition = partition_for(c.layouts, args.collection)
+    c, clients, partition = _partition_of(args.collection)
     to = place(args.to, clients.s3)
     index = backup(c.store, c.pointers, partition, to, args.snapshot_version)
     print(
@@ -680,6 +673,16 @@ def _load_stack_outputs(path: Path) -> None:
     for name, value in outputs.items():
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             os.environ[name] = str(value)
+
+
+def _partition_of(name: str) -> tuple[Compactor, Clients, str]:
+    """For the version commands: the pipeline, and the one partition ``name`` designates."""
+    from chroma_compactor.history import partition_for
+    from chroma_compactor.wiring import build_compactor
+
+    settings, clients = _from_env()
+    c = build_compactor(settings, clients)
+    return c, clients, partition_for(c.layouts, name)
 
 
 def _from_env() -> tuple[Settings, Clients]:

@@ -150,10 +150,7 @@ def collect(
     A ``retired`` partition (replaced by `reshard`) keeps no version: its blobs go once their
     grace is over.
     """
-    current = c.pointers.read(partition).version
-    if retired:
-        versions = c.store.list_versions(partition)
-        current = max(versions, default=0)
+    current = c.pointers.read(partition).version  # a retired pointer keeps its last version
     return apply_retention(
         c.store,
         partition,

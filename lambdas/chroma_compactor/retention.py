@@ -15,10 +15,16 @@ BLOB_GRACE_SECONDS = 3600.0
 
 @dataclass(frozen=True)
 class RetentionResult:
-    versions_deleted: int = 0
-    blobs_deleted: int = 0
     versions: list[int] = field(default_factory=list)  # the versions deleted (or, dry, doomed)
     blobs: list[str] = field(default_factory=list)  # the blobs deleted (or, dry, doomed)
+
+    @property
+    def versions_deleted(self) -> int:
+        return len(self.versions)
+
+    @property
+    def blobs_deleted(self) -> int:
+        return len(self.blobs)
 
 
 def apply_retention(
@@ -47,4 +53,4 @@ def apply_retention(
     if not dry_run:
         store.delete_versions(collection, doomed)
         store.delete_blobs(collection, blobs)
-    return RetentionResult(len(doomed), len(blobs), doomed, blobs)
+    return RetentionResult(doomed, blobs)
